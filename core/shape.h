@@ -1,0 +1,22 @@
+// Shapes and strides: small helpers shared by the tensor core and every op.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pw {
+
+using Shape = std::vector<std::int64_t>;
+
+// Product of the extents (1 for a scalar shape).
+std::int64_t numel_of(const Shape& shape);
+// Row-major strides, in elements.
+Shape contiguous_strides(const Shape& shape);
+// "(2,3,4)", the form every error message uses.
+std::string shape_str(const Shape& shape);
+// NumPy broadcasting of two shapes; throws naming `op` when they do not broadcast.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+// Maps a possibly negative dim into [0, rank); throws naming `op` when out of range.
+std::int64_t wrap_dim(std::int64_t dim, std::int64_t rank, const char* op);
+
+}  // namespace pw

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages patchwork builds against, when they are missing.
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev libfmt-dev catch2
+          libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev)
+[ "${PATCHWORK_WITH_TORCH:-0}" = 1 ] && packages+=(python3 python3-torch python3-numpy)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: apt-get not found. Install these packages (or your system's equivalents):" >&2
+  echo "  ${missing[*]}" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "install-deps: not root and no sudo; install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
