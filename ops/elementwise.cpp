@@ -1,0 +1,335 @@
+#include "ops/elementwise.h"
+
+#include <cmath>
+
+#include "core/autograd.h"
+#include "ops/kernels.h"
+#include "ops/reduce.h"
+
+namespace pw {
+namespace kernels {
+
+Shape broadcast_strides(const Tensor& t, const Shape& shape) {
+  const std::size_t rank = shape.size(), r = t.shape().size();
+  Shape strides(rank, 0);
+  for (std::size_t i = 0; i < r; ++i) {
+    const std::size_t d = rank - r + i;
+    strides[d] = t.shape()[i] == 1 ? 0 : t.strides()[i];
+  }
+  return strides;
+}
+
+DType common_dtype(const char* op, std::initializer_list<Tensor> ts) {
+  const DType dt = ts.begin()->dtype();
+  for (const auto& t : ts)
+    PW_CHECK(t.dtype() == dt, "[{}] dtype mismatch: {} and {}", op, dtype_name(dt),
+             dtype_name(t.dtype()));
+  return dt;
+}
+
+}  // namespace kernels
+
+namespace {
+
+// Applies a binary scalar function over broadcast operands into a new tensor.
+template <typename F>
+Tensor binary(const char* op, const Tensor& a, const Tensor& b, F f) {
+  const DType dt = kernels::common_dtype(op, {a, b});
+  Tensor out = empty(broadcast_shapes(a.shape(), b.shape(), op), dt);
+  PW_DISPATCH(dt, [&] { kernels::map2<scalar_t>(out, a, b, [&](scalar_t x, scalar_t y) { return f(x, y); }); });
+  return out;
+}
+
+template <typename F>
+Tensor unary(const Tensor& a, F f) {
+  Tensor out = empty(a.shape(), a.dtype());
+  PW_DISPATCH(a.dtype(), [&] { kernels::map1<scalar_t>(out, a, [&](scalar_t x) { return f(x); }); });
+  return out;
+}
+
+Tensor grad_if(const Node& node, std::size_t i, const std::function<Tensor()>& compute) {
+  return node.needs_input_grad(i) ? sum_to(compute(), node.input_shapes[i]) : Tensor();
+}
+
+}  // namespace
+
+// ---- binary ----
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = binary("add", a, b, [](auto x, auto y) { return x + y; });
+  if (needs_grad({a, b}))
+    record("add", out, {a, b}, [](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+      return {grad_if(n, 0, [&] { return g; }), grad_if(n, 1, [&] { return g; })};
+    });
+  return out;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = binary("sub", a, b, [](auto x, auto y) { return x - y; });
+  if (needs_grad({a, b}))
+    record("sub", out, {a, b}, [](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+      return {grad_if(n, 0, [&] { return g; }), grad_if(n, 1, [&] { return neg(g); })};
+    });
+  return out;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = binary("mul", a, b, [](auto x, auto y) { return x * y; });
+  if (needs_grad({a, b}))
+    record("mul", out, {a, b},
+           [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+             return {grad_if(n, 0, [&] { return mul(g, sb.get()); }),
+                     grad_if(n, 1, [&] { return mul(g, sa.get()); })};
+           });
+  return out;
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = binary("div", a, b, [](auto x, auto y) { return x / y; });
+  if (needs_grad({a, b}))
+    record("div", out, {a, b},
+           [sb = SavedTensor(b), so = SavedTensor(out)](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+             // d(a/b)/da = 1/b, d(a/b)/db = -(a/b)/b
+             return {grad_if(n, 0, [&] { return div(g, sb.get()); }),
+                     grad_if(n, 1, [&] { return neg(div(mul(g, so.get()), sb.get())); })};
+           });
+  return out;
+}
+
+Tensor pow(const Tensor& a, const Tensor& b) {
+  Tensor out = binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); });
+  if (needs_grad({a, b}))
+    record("pow", out, {a, b},
+           [sa = SavedTensor(a), sb = SavedTensor(b), so = SavedTensor(out)](
+               const Tensor& g, const Node& n) -> std::vector<Tensor> {
+             // d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a
+             return {grad_if(n, 0, [&] { return mul(g, mul(sb.get(), pow(sa.get(), sub(sb.get(), 1.0)))); }),
+                     grad_if(n, 1, [&] { return mul(g, mul(so.get(), log(sa.get()))); })};
+           });
+  return out;
+}
+
+namespace {
+// Gradient share of `a` in maximum/minimum: 1 where a wins, 0.5 on ties, 0 where it loses.
+Tensor select_share(const Tensor& a, const Tensor& b, bool is_max) {
+  return binary("select", a, b, [is_max](auto x, auto y) {
+    using T = decltype(x);
+    if (x == y) return T(0.5);
+    return (is_max ? x > y : x < y) ? T(1) : T(0);
+  });
+}
+
+Tensor extremum(const char* name, const Tensor& a, const Tensor& b, bool is_max) {
+  Tensor out = binary(name, a, b, [is_max](auto x, auto y) { return is_max ? std::max(x, y) : std::min(x, y); });
+  if (needs_grad({a, b}))
+    record(name, out, {a, b},
+           [sa = SavedTensor(a), sb = SavedTensor(b), is_max](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+             return {grad_if(n, 0, [&] { return mul(g, select_share(sa.get(), sb.get(), is_max)); }),
+                     grad_if(n, 1, [&] { return mul(g, select_share(sb.get(), sa.get(), is_max)); })};
+           });
+  return out;
+}
+}  // namespace
+
+Tensor maximum(const Tensor& a, const Tensor& b) { return extremum("maximum", a, b, true); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return extremum("minimum", a, b, false); }
+
+// ---- with a scalar: one kernel each, so no scalar tensor is broadcast ----
+
+namespace {
+template <typename F>
+Tensor scalar_op(const char* name, const Tensor& a, F f, BackwardFn backward) {
+  Tensor out = unary(a, f);
+  if (needs_grad({a})) record(name, out, {a}, std::move(backward));
+  return out;
+}
+}  // namespace
+
+Tensor add(const Tensor& a, double s) {
+  return scalar_op("add", a, [s](auto x) { return x + static_cast<decltype(x)>(s); },
+                   [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g}; });
+}
+Tensor sub(const Tensor& a, double s) { return add(a, -s); }
+Tensor rsub(double s, const Tensor& a) {
+  return scalar_op("rsub", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; },
+                   [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {neg(g)}; });
+}
+Tensor mul(const Tensor& a, double s) {
+  return scalar_op("mul", a, [s](auto x) { return x * static_cast<decltype(x)>(s); },
+                   [s](const Tensor& g, const Node&) -> std::vector<Tensor> { return {mul(g, s)}; });
+}
+Tensor div(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+Tensor rdiv(double s, const Tensor& a) {
+  Tensor out = unary(a, [s](auto x) { return static_cast<decltype(x)>(s) / x; });
+  if (needs_grad({a}))
+    record("rdiv", out, {a}, [sa = SavedTensor(a), so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {neg(div(mul(g, so.get()), sa.get()))};  // d(s/a)/da = -(s/a)/a
+    });
+  return out;
+}
+Tensor pow(const Tensor& a, double p) {
+  Tensor out = unary(a, [p](auto x) { return std::pow(x, static_cast<decltype(x)>(p)); });
+  if (needs_grad({a}))
+    record("pow", out, {a}, [sa = SavedTensor(a), p](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {mul(g, mul(pow(sa.get(), p - 1.0), p))};
+    });
+  return out;
+}
+
+// ---- unary ----
+
+Tensor neg(const Tensor& a) {
+  return scalar_op("neg", a, [](auto x) { return -x; },
+                   [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {neg(g)}; });
+}
+
+Tensor abs(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return std::abs(x); });
+  if (needs_grad({a}))
+    record("abs", out, {a}, [sa = SavedTensor(a)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      Tensor sign = unary(sa.get(), [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); });
+      return {mul(g, sign)};
+    });
+  return out;
+}
+
+Tensor exp(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return std::exp(x); });
+  if (needs_grad({a}))
+    record("exp", out, {a}, [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {mul(g, so.get())};
+    });
+  return out;
+}
+
+Tensor log(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return std::log(x); });
+  if (needs_grad({a}))
+    record("log", out, {a}, [sa = SavedTensor(a)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {div(g, sa.get())};
+    });
+  return out;
+}
+
+Tensor sqrt(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return std::sqrt(x); });
+  if (needs_grad({a}))
+    record("sqrt", out, {a}, [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {div(mul(g, 0.5), so.get())};  // 1 / (2 sqrt a)
+    });
+  return out;
+}
+
+Tensor rsqrt(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return decltype(x)(1) / std::sqrt(x); });
+  if (needs_grad({a}))
+    record("rsqrt", out, {a}, [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {mul(g, mul(pow(so.get(), 3.0), -0.5))};  // -1/2 a^(-3/2) = -1/2 out^3
+    });
+  return out;
+}
+
+Tensor tanh(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return std::tanh(x); });
+  if (needs_grad({a}))
+    record("tanh", out, {a}, [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {binary("tanh_backward", g, so.get(), [](auto gy, auto y) { return gy * (1 - y * y); })};
+    });
+  return out;
+}
+
+Tensor sigmoid(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return decltype(x)(1) / (1 + std::exp(-x)); });
+  if (needs_grad({a}))
+    record("sigmoid", out, {a}, [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {binary("sigmoid_backward", g, so.get(), [](auto gy, auto y) { return gy * y * (1 - y); })};
+    });
+  return out;
+}
+
+Tensor relu(const Tensor& a) {
+  Tensor out = unary(a, [](auto x) { return x > 0 ? x : decltype(x)(0); });
+  if (needs_grad({a}))
+    record("relu", out, {a}, [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+      return {binary("relu_backward", g, so.get(), [](auto gy, auto y) { return y > 0 ? gy : decltype(gy)(0); })};
+    });
+  return out;
+}
+
+// ---- comparisons and where ----
+
+#define PW_COMPARISON(name, expr)                                                              \
+  Tensor name(const Tensor& a, const Tensor& b) {                                              \
+    return binary(#name, a, b, [](auto x, auto y) { return static_cast<decltype(x)>(expr); }); \
+  }
+PW_COMPARISON(eq, x == y)
+PW_COMPARISON(ne, x != y)
+PW_COMPARISON(lt, x < y)
+PW_COMPARISON(le, x <= y)
+PW_COMPARISON(gt, x > y)
+PW_COMPARISON(ge, x >= y)
+#undef PW_COMPARISON
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  const DType dt = kernels::common_dtype("where", {cond, a, b});
+  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  Tensor out = empty(shape, dt);
+  PW_DISPATCH(dt, [&] {
+    kernels::map3<scalar_t>(out, cond, a, b, [](scalar_t c, scalar_t x, scalar_t y) { return c != 0 ? x : y; });
+  });
+  if (needs_grad({a, b}))
+    record("where", out, {a, b}, [sc = SavedTensor(cond)](const Tensor& g, const Node& n) -> std::vector<Tensor> {
+      const Tensor c = sc.get();
+      const Tensor zero = zeros({}, g.dtype());
+      return {grad_if(n, 0, [&] { return where(c, g, zero); }),
+              grad_if(n, 1, [&] { return where(c, zero, g); })};
+    });
+  return out;
+}
+
+// ---- in place ----
+
+namespace {
+void check_inplace(const char* op, const Tensor& a) {
+  PW_CHECK(!(GradMode::is_enabled() && a.requires_grad()),
+           "[{}] in-place change of a tensor of shape {} that requires grad; use NoGradGuard",
+           op, shape_str(a.shape()));
+}
+}  // namespace
+
+Tensor& add_(Tensor& a, const Tensor& b, double alpha) {
+  check_inplace("add_", a);
+  const DType dt = kernels::common_dtype("add_", {a, b});
+  PW_CHECK(broadcast_shapes(a.shape(), b.shape(), "add_") == a.shape(),
+           "[add_] cannot add shape {} into shape {} in place", shape_str(b.shape()), shape_str(a.shape()));
+  PW_DISPATCH(dt, [&] {
+    const auto al = static_cast<scalar_t>(alpha);
+    kernels::map2<scalar_t>(a, a, b, [al](scalar_t x, scalar_t y) { return x + al * y; });
+  });
+  a.bump_version();
+  return a;
+}
+
+Tensor& mul_(Tensor& a, double s) {
+  check_inplace("mul_", a);
+  PW_DISPATCH(a.dtype(), [&] {
+    const auto v = static_cast<scalar_t>(s);
+    kernels::map1<scalar_t>(a, a, [v](scalar_t x) { return x * v; });
+  });
+  a.bump_version();
+  return a;
+}
+
+Tensor& fill_(Tensor& a, double value) {
+  check_inplace("fill_", a);
+  PW_DISPATCH(a.dtype(), [&] {
+    const auto v = static_cast<scalar_t>(value);
+    kernels::map1<scalar_t>(a, a, [v](scalar_t) { return v; });
+  });
+  a.bump_version();
+  return a;
+}
+
+Tensor& zero_(Tensor& a) { return fill_(a, 0.0); }
+
+}  // namespace pw
