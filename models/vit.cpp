@@ -1,0 +1,166 @@
+#include "models/vit.h"
+
+#include <cmath>
+
+#include "nn/init.h"
+#include "ops/elementwise.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"
+
+namespace pw::models {
+
+void ViTConfig::validate() const {
+  PW_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0,
+           "[ViTConfig] image_size {} is not a multiple of patch_size {}", image_size, patch_size);
+  PW_CHECK(channels > 0 && num_classes > 0 && dim > 0 && depth > 0 && mlp_dim > 0,
+           "[ViTConfig] channels, num_classes, dim, depth and mlp_dim must be positive");
+  PW_CHECK(heads > 0 && (head_dim > 0 || dim % heads == 0), "[ViTConfig] dim {} is not divisible by {} heads",
+           dim, heads);
+  PW_CHECK(pool == "cls" || pool == "mean", "[ViTConfig] pool must be 'cls' or 'mean', got '{}'", pool);
+  for (double p : {dropout, attn_dropout, emb_dropout, drop_path})
+    PW_CHECK(p >= 0 && p < 1, "[ViTConfig] dropout rates must be in [0, 1), got {}", p);
+}
+
+ViTConfig vit_preset(const std::string& name) {
+  ViTConfig c;
+  if (name == "nano") {
+    c.dim = 128, c.depth = 6, c.heads = 4, c.mlp_dim = 256;
+  } else if (name == "lite") {
+    c.dim = 256, c.depth = 7, c.heads = 4, c.mlp_dim = 512;
+  } else if (name == "small") {
+    c.dim = 384, c.depth = 7, c.heads = 12, c.mlp_dim = 384;
+  } else {
+    fail("[vit_preset] unknown preset '{}' (choose nano, lite or small)", name);
+  }
+  return c;
+}
+
+std::vector<std::string> vit_preset_names() { return {"nano", "lite", "small"}; }
+
+nlohmann::json to_json(const ViTConfig& c) {
+  return {{"image_size", c.image_size},   {"patch_size", c.patch_size}, {"channels", c.channels},
+          {"num_classes", c.num_classes}, {"dim", c.dim},               {"depth", c.depth},
+          {"heads", c.heads},             {"head_dim", c.head_dim},     {"mlp_dim", c.mlp_dim},
+          {"pool", c.pool},               {"qkv_bias", c.qkv_bias},     {"dropout", c.dropout},
+          {"attn_dropout", c.attn_dropout}, {"emb_dropout", c.emb_dropout}, {"drop_path", c.drop_path},
+          {"pre_norm", c.pre_norm},       {"head_hidden", c.head_hidden}, {"eps", c.eps}};
+}
+
+ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
+  PW_CHECK(j.is_object(), "[ViTConfig] config must be a JSON object");
+  const nlohmann::json known = to_json(c);
+  for (const auto& [key, value] : j.items()) {
+    PW_CHECK(known.contains(key), "[ViTConfig] unknown config field '{}'", key);
+    try {
+      if (key == "image_size") c.image_size = value.get<std::int64_t>();
+      else if (key == "patch_size") c.patch_size = value.get<std::int64_t>();
+      else if (key == "channels") c.channels = value.get<std::int64_t>();
+      else if (key == "num_classes") c.num_classes = value.get<std::int64_t>();
+      else if (key == "dim") c.dim = value.get<std::int64_t>();
+      else if (key == "depth") c.depth = value.get<std::int64_t>();
+      else if (key == "heads") c.heads = value.get<std::int64_t>();
+      else if (key == "head_dim") c.head_dim = value.get<std::int64_t>();
+      else if (key == "mlp_dim") c.mlp_dim = value.get<std::int64_t>();
+      else if (key == "pool") c.pool = value.get<std::string>();
+      else if (key == "qkv_bias") c.qkv_bias = value.get<bool>();
+      else if (key == "dropout") c.dropout = value.get<double>();
+      else if (key == "attn_dropout") c.attn_dropout = value.get<double>();
+      else if (key == "emb_dropout") c.emb_dropout = value.get<double>();
+      else if (key == "drop_path") c.drop_path = value.get<double>();
+      else if (key == "pre_norm") c.pre_norm = value.get<bool>();
+      else if (key == "head_hidden") c.head_hidden = value.get<std::int64_t>();
+      else if (key == "eps") c.eps = value.get<double>();
+    } catch (const nlohmann::json::exception&) {
+      fail("[ViTConfig] field '{}' has the wrong type: {}", key, value.dump());
+    }
+  }
+  c.validate();
+  return c;
+}
+
+VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : cfg(config) {
+  cfg.validate();
+  const std::int64_t D = cfg.dim;
+  patch_embed = register_module(
+      "patch_embed", std::make_shared<nn::PatchEmbedding>(cfg.image_size, cfg.patch_size, cfg.channels, D, gen));
+  if (cfg.pool == "cls") {
+    cls_token = register_parameter("cls_token", zeros({1, 1, D}));
+    nn::init::normal_(cls_token, 0.0, 1e-6, gen);  // timm's init
+  }
+  pos_embed = register_parameter("pos_embed", zeros({1, cfg.num_tokens(), D}));
+  nn::init::trunc_normal_(pos_embed, 0.02, gen);
+  pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(cfg.emb_dropout, gen));
+  blocks = register_module("blocks", std::make_shared<nn::ModuleList<nn::TransformerBlock>>());
+  for (std::int64_t i = 0; i < cfg.depth; ++i) {
+    nn::BlockConfig b;
+    b.attn = {D, cfg.heads, cfg.head_dim, cfg.qkv_bias, cfg.attn_dropout, cfg.dropout};
+    b.mlp_hidden = cfg.mlp_dim;
+    b.drop = cfg.dropout;
+    // Stochastic depth rises linearly over the blocks (timm's dpr).
+    b.drop_path = cfg.depth > 1 ? cfg.drop_path * static_cast<double>(i) / static_cast<double>(cfg.depth - 1) : cfg.drop_path;
+    b.pre_norm = cfg.pre_norm;
+    b.eps = cfg.eps;
+    blocks->push_back(std::make_shared<nn::TransformerBlock>(b, gen));
+  }
+  // Post-norm blocks end normalised already; timm keeps the final norm for pre-norm only.
+  norm = register_module("norm", std::make_shared<nn::LayerNorm>(D, cfg.eps));
+  head_drop = register_module("head_drop", std::make_shared<nn::Dropout>(cfg.dropout, gen));
+  if (cfg.head_hidden > 0)
+    head = register_module("head", std::make_shared<nn::Mlp>(D, cfg.head_hidden, cfg.num_classes, 0.0, gen));
+  else
+    head = register_module("head", std::make_shared<nn::Linear>(D, cfg.num_classes, true, gen));
+  // timm's init_weights_vit_timm: every Linear gets trunc_normal(0.02) weights, zero bias.
+  for (auto& [name, m] : named_modules())
+    if (auto* lin = dynamic_cast<nn::Linear*>(m)) lin->timm_init(gen);
+}
+
+Tensor VisionTransformer::forward_features(const Tensor& x) {
+  PW_CHECK(x.dim() == 4 && x.shape()[1] == cfg.channels && x.shape()[2] == cfg.image_size &&
+               x.shape()[3] == cfg.image_size,
+           "[VisionTransformer] expected input (B, {}, {}, {}), got {}", cfg.channels, cfg.image_size,
+           cfg.image_size, shape_str(x.shape()));
+  const std::int64_t B = x.shape()[0];
+  Tensor t = patch_embed->forward(x);  // (B, N, D)
+  if (cls_token.defined()) t = cat({expand(cls_token, {B, 1, cfg.dim}), t}, 1);
+  t = pos_drop->forward(add(t, pos_embed));
+  for (auto& blk : *blocks) t = blk->forward(t);
+  t = norm->forward(t);
+  if (cfg.pool == "cls") return squeeze(slice(t, 1, 0, 1), 1);  // (B, D)
+  return mean(t, {1});
+}
+
+Tensor VisionTransformer::forward(const Tensor& x) {
+  return head->forward(head_drop->forward(forward_features(x)));
+}
+
+void VisionTransformer::keep_attention(bool on) {
+  for (auto& blk : *blocks) {
+    blk->attn->keep_attention = on;
+    blk->attn->last_attention = Tensor();
+  }
+}
+
+std::vector<Tensor> VisionTransformer::attention_maps() const {
+  std::vector<Tensor> maps;
+  for (auto& blk : *blocks) maps.push_back(blk->attn->last_attention);
+  return maps;
+}
+
+double VisionTransformer::forward_flops() const {
+  const double D = static_cast<double>(cfg.dim), T = static_cast<double>(cfg.num_tokens());
+  const double N = static_cast<double>(cfg.num_patches());
+  const double inner = static_cast<double>(cfg.heads * (cfg.head_dim ? cfg.head_dim : cfg.dim / cfg.heads));
+  const double P2C = static_cast<double>(cfg.patch_size * cfg.patch_size * cfg.channels);
+  double macs = N * P2C * D;  // patch embedding
+  const bool has_proj = !(cfg.heads == 1 && inner == D);
+  const double per_block = T * D * 3 * inner        // qkv
+                           + 2 * T * T * inner      // q k^T and P v
+                           + (has_proj ? T * inner * D : 0.0)
+                           + 2 * T * D * static_cast<double>(cfg.mlp_dim);
+  macs += static_cast<double>(cfg.depth) * per_block;
+  const double C = static_cast<double>(cfg.num_classes);
+  macs += cfg.head_hidden > 0 ? D * static_cast<double>(cfg.head_hidden) + static_cast<double>(cfg.head_hidden) * C : D * C;
+  return 2.0 * macs;
+}
+
+}  // namespace pw::models

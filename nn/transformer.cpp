@@ -1,0 +1,104 @@
+#include "nn/transformer.h"
+
+#include <cmath>
+
+#include "nn/init.h"
+#include "ops/elementwise.h"
+#include "ops/nn.h"
+#include "ops/shape.h"
+
+namespace pw::nn {
+
+Mlp::Mlp(std::int64_t in, std::int64_t hidden, std::int64_t out, double drop, Generator& gen) {
+  fc1 = register_module("fc1", std::make_shared<Linear>(in, hidden, true, gen));
+  act = register_module("act", std::make_shared<GELU>());
+  drop1 = register_module("drop1", std::make_shared<Dropout>(drop, gen));
+  fc2 = register_module("fc2", std::make_shared<Linear>(hidden, out, true, gen));
+  drop2 = register_module("drop2", std::make_shared<Dropout>(drop, gen));
+}
+
+Tensor Mlp::forward(const Tensor& x) {
+  return drop2->forward(fc2->forward(drop1->forward(act->forward(fc1->forward(x)))));
+}
+
+Attention::Attention(const AttentionConfig& c, Generator& gen) : cfg(c), gen_(&gen) {
+  if (cfg.head_dim == 0) {
+    PW_CHECK(cfg.heads > 0 && cfg.dim % cfg.heads == 0, "[Attention] width {} is not divisible by {} heads",
+             cfg.dim, cfg.heads);
+    cfg.head_dim = cfg.dim / cfg.heads;
+  }
+  const std::int64_t inner = cfg.heads * cfg.head_dim;
+  qkv = register_module("qkv", std::make_shared<Linear>(cfg.dim, 3 * inner, cfg.qkv_bias, gen));
+  if (cfg.heads == 1 && cfg.head_dim == cfg.dim)
+    proj = register_module("proj", std::make_shared<Identity>());
+  else
+    proj = register_module("proj", std::make_shared<Linear>(inner, cfg.dim, true, gen));
+  proj_drop_layer = register_module("proj_drop", std::make_shared<Dropout>(cfg.proj_drop, gen));
+}
+
+Tensor Attention::forward(const Tensor& x, const Tensor& mask) {
+  PW_CHECK(x.dim() == 3 && x.shape()[2] == cfg.dim, "[Attention] expected input (B, N, {}), got {}",
+           cfg.dim, shape_str(x.shape()));
+  const std::int64_t B = x.shape()[0], N = x.shape()[1], H = cfg.heads, Dh = cfg.head_dim;
+  // (B, N, 3*H*Dh) -> (3, B, H, N, Dh): views, no copies; attention reads the strides.
+  Tensor qkv_out = permute(reshape(qkv->forward(x), {B, N, 3, H, Dh}), {2, 0, 3, 1, 4});
+  Tensor q = squeeze(slice(qkv_out, 0, 0, 1), 0);
+  Tensor k = squeeze(slice(qkv_out, 0, 1, 2), 0);
+  Tensor v = squeeze(slice(qkv_out, 0, 2, 3), 0);
+  AttentionResult r = scaled_dot_product_attention(q, k, v, mask, false, is_training() ? cfg.attn_drop : 0.0,
+                                                   std::nullopt, keep_attention, *gen_);
+  if (keep_attention) last_attention = r.probs;
+  // (B, H, N, Dh) -> (B, N, H*Dh)
+  Tensor y = reshape(permute(r.output, {0, 2, 1, 3}), {B, N, H * Dh});
+  return proj_drop_layer->forward(proj->forward(y));
+}
+
+TransformerBlock::TransformerBlock(const BlockConfig& c, Generator& gen) : cfg(c) {
+  norm1 = register_module("norm1", std::make_shared<LayerNorm>(cfg.attn.dim, cfg.eps));
+  attn = register_module("attn", std::make_shared<Attention>(cfg.attn, gen));
+  drop_path1 = register_module("drop_path1", std::make_shared<DropPath>(cfg.drop_path, gen));
+  norm2 = register_module("norm2", std::make_shared<LayerNorm>(cfg.attn.dim, cfg.eps));
+  mlp = register_module("mlp", std::make_shared<Mlp>(cfg.attn.dim, cfg.mlp_hidden, cfg.attn.dim, cfg.drop, gen));
+  drop_path2 = register_module("drop_path2", std::make_shared<DropPath>(cfg.drop_path, gen));
+}
+
+Tensor TransformerBlock::forward(const Tensor& x) {
+  if (cfg.pre_norm) {
+    Tensor h = add(x, drop_path1->forward(attn->forward(norm1->forward(x))));
+    return add(h, drop_path2->forward(mlp->forward(norm2->forward(h))));
+  }
+  Tensor h = norm1->forward(add(x, drop_path1->forward(attn->forward(x))));
+  return norm2->forward(add(h, drop_path2->forward(mlp->forward(h))));
+}
+
+Conv2d::Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride,
+               std::int64_t padding, bool has_bias, Generator& gen)
+    : stride(stride), padding(padding) {
+  weight = register_parameter("weight", empty({out, in, kernel, kernel}));
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in * kernel * kernel));
+  init::uniform_(weight, -bound, bound, gen);
+  if (has_bias) {
+    bias = register_parameter("bias", empty({out}));
+    init::uniform_(bias, -bound, bound, gen);
+  }
+}
+
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, stride, padding); }
+
+PatchEmbedding::PatchEmbedding(std::int64_t image_size, std::int64_t patch, std::int64_t channels,
+                               std::int64_t dim, Generator& gen)
+    : image_size(image_size), patch(patch), channels(channels), dim(dim) {
+  PW_CHECK(patch > 0 && image_size % patch == 0, "[PatchEmbedding] image size {} is not divisible by patch {}",
+           image_size, patch);
+  proj = register_module("proj", std::make_shared<Conv2d>(channels, dim, patch, patch, 0, true, gen));
+}
+
+Tensor PatchEmbedding::forward(const Tensor& x) {
+  PW_CHECK(x.dim() == 4 && x.shape()[1] == channels, "[PatchEmbedding] expected (B, {}, H, W), got {}", channels,
+           shape_str(x.shape()));
+  Tensor y = proj->forward(x);  // (B, D, H/P, W/P)
+  const std::int64_t B = y.shape()[0];
+  return transpose(reshape(y, {B, dim, -1}), 1, 2);  // (B, N, D)
+}
+
+}  // namespace pw::nn
