@@ -1,0 +1,130 @@
+#include "apps/weights.h"
+
+#include <cmath>
+
+#include "core/safetensors.h"
+
+namespace pw::app {
+namespace {
+
+constexpr const char* kCheckpointFormat = "patchwork-checkpoint";
+
+std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
+  return {{"format", "pt"},
+          {"config", models::to_json(info.config).dump()},
+          {"normalization",
+           nlohmann::json{{"scale", 1.0 / 255.0}, {"mean", info.normalization.mean}, {"std", info.normalization.std}}
+               .dump()},
+          {"classes", nlohmann::json(info.classes).dump()}};
+}
+
+nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const std::string& key,
+                          const std::string& path) {
+  auto it = meta.find(key);
+  PW_CHECK(it != meta.end(), "[load] {}: no '{}' in the safetensors metadata; not a patchwork model file", path, key);
+  try {
+    return nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    fail("[load] {}: metadata '{}' is not valid JSON: {}", path, key, e.what());
+  }
+}
+
+}  // namespace
+
+void save_model_weights(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info) {
+  save_safetensors(path, model.state_dict(), model_metadata(info));
+}
+
+nlohmann::json TrainState::to_json() const {
+  return {{"epoch", epoch},
+          {"batch", batch},
+          {"global_step", global_step},
+          {"best_accuracy", best_accuracy},
+          {"best_epoch", best_epoch},
+          {"rng", std::vector<std::uint64_t>(rng.begin(), rng.end())},
+          {"scheduler", scheduler}};
+}
+
+TrainState TrainState::from_json(const nlohmann::json& j) {
+  TrainState s;
+  s.epoch = j.at("epoch").get<std::int64_t>();
+  s.batch = j.at("batch").get<std::int64_t>();
+  s.global_step = j.at("global_step").get<std::int64_t>();
+  s.best_accuracy = j.at("best_accuracy").get<double>();
+  s.best_epoch = j.at("best_epoch").get<std::int64_t>();
+  const auto rng = j.at("rng").get<std::vector<std::uint64_t>>();
+  PW_CHECK(rng.size() == s.rng.size(), "[checkpoint] RNG state has {} words, expected {}", rng.size(), s.rng.size());
+  std::copy(rng.begin(), rng.end(), s.rng.begin());
+  s.scheduler = j.at("scheduler");
+  return s;
+}
+
+void save_checkpoint(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info,
+                     const optim::Optimizer& optimizer, const TrainState& state) {
+  NamedTensors tensors;
+  for (auto& [name, t] : model.state_dict()) tensors.emplace_back("model." + name, t);
+  const optim::OptimizerState os = optimizer.state_dict();
+  for (auto& [name, t] : os.tensors) tensors.emplace_back("optimizer." + name, t);
+  auto meta = model_metadata(info);
+  meta["format"] = kCheckpointFormat;
+  meta["optimizer"] = os.scalars.dump();
+  meta["train_state"] = state.to_json().dump();
+  save_safetensors(path, tensors, meta);
+}
+
+LoadedModel load_model_file(const std::string& path) {
+  const SafetensorsFile file = load_safetensors(path);
+  LoadedModel out;
+  try {
+    out.info.config = models::config_from_json(parse_json(file.metadata, "config", path));
+    const auto norm = parse_json(file.metadata, "normalization", path);
+    out.info.normalization.mean = norm.at("mean").get<std::vector<double>>();
+    out.info.normalization.std = norm.at("std").get<std::vector<double>>();
+    out.info.classes = parse_json(file.metadata, "classes", path).get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("[load] {}: malformed metadata: {}", path, e.what());
+  } catch (const Error& e) {
+    fail("[load] {}: {}", path, e.what());
+  }
+  auto fmt_it = file.metadata.find("format");
+  out.is_checkpoint = fmt_it != file.metadata.end() && fmt_it->second == kCheckpointFormat;
+  for (const auto& e : file.entries) {
+    PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type", path, e.name, e.dtype);
+    const Tensor t = e.tensor.dtype() == DType::Float32 ? e.tensor : copy_contiguous(e.tensor, DType::Float32);
+    if (!out.is_checkpoint) {
+      out.weights.emplace_back(e.name, t);
+    } else if (e.name.rfind("model.", 0) == 0) {
+      out.weights.emplace_back(e.name.substr(6), t);
+    } else if (e.name.rfind("optimizer.", 0) == 0) {
+      out.optimizer.tensors.emplace_back(e.name.substr(10), t);
+    }
+  }
+  if (out.is_checkpoint) {
+    try {
+      out.optimizer.scalars = parse_json(file.metadata, "optimizer", path);
+      out.state = TrainState::from_json(parse_json(file.metadata, "train_state", path));
+    } catch (const nlohmann::json::exception& e) {
+      fail("[load] {}: malformed checkpoint state: {}", path, e.what());
+    }
+  }
+  return out;
+}
+
+void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights, bool strict) {
+  NamedTensors adjusted = weights;
+  for (auto& [name, t] : adjusted) {
+    if (name != "pos_embed" || t.shape() == model.pos_embed.shape()) continue;
+    const std::int64_t prefix = model.cls_token.defined() ? 1 : 0;
+    const auto grid = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(model.cfg.num_patches()))));
+    t = models::resize_pos_embed(t, prefix, grid, "bicubic");
+  }
+  model.load_state_dict(adjusted, strict);
+}
+
+std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded) {
+  auto model = std::make_unique<models::VisionTransformer>(loaded.info.config);
+  load_weights_into(*model, loaded.weights);
+  return model;
+}
+
+}  // namespace pw::app

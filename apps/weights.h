@@ -1,0 +1,61 @@
+// Model files: `model.safetensors` (timm names, with the config, input normalisation and class
+// names in __metadata__) and training checkpoints (the same weights under "model.", plus the
+// optimizer, scheduler, RNG and loop state), both written atomically.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/vit.h"
+#include "optim/optimizer.h"
+
+namespace pw::app {
+
+// How pixels become model inputs: scale to [0, 1], then per-channel (x - mean) / std.
+struct Normalization {
+  std::vector<double> mean{0.4914, 0.4822, 0.4465};
+  std::vector<double> std{0.2470, 0.2435, 0.2616};
+};
+
+struct ModelInfo {
+  models::ViTConfig config;
+  Normalization normalization;
+  std::vector<std::string> classes;
+};
+
+// Writes the model's state dict with its config, normalisation and class names.
+void save_model_weights(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info);
+
+// Everything a checkpoint restores besides the weights.
+struct TrainState {
+  std::int64_t epoch = 0;        // the epoch in progress
+  std::int64_t batch = 0;        // the next batch of that epoch
+  std::int64_t global_step = 0;  // optimizer steps taken
+  double best_accuracy = -1;
+  std::int64_t best_epoch = -1;
+  Generator::State rng{};        // the default generator (dropout, drop path)
+  nlohmann::json scheduler;
+  nlohmann::json to_json() const;
+  static TrainState from_json(const nlohmann::json& j);
+};
+
+void save_checkpoint(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info,
+                     const optim::Optimizer& optimizer, const TrainState& state);
+
+// A weights file or a checkpoint, read back.
+struct LoadedModel {
+  ModelInfo info;
+  NamedTensors weights;  // timm names
+  bool is_checkpoint = false;
+  optim::OptimizerState optimizer;  // checkpoints only
+  TrainState state;                 // checkpoints only
+};
+// Reads `path` (model.safetensors or a checkpoint); errors name the file and the problem.
+LoadedModel load_model_file(const std::string& path);
+// Builds the model described by a loaded file and loads its weights (strict).
+std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded);
+// Loads weights into `model`, resizing the position embedding when the grids differ.
+void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights, bool strict = true);
+
+}  // namespace pw::app
