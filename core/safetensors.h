@@ -1,0 +1,63 @@
+// The safetensors format (huggingface/safetensors): an 8-byte little-endian header length N,
+// N bytes of UTF-8 JSON mapping each tensor name to {"dtype", "shape", "data_offsets"} (plus an
+// optional "__metadata__" object of strings), then the tensors' row-major little-endian bytes.
+// The reader validates the whole header before it touches the data, so a hostile or truncated
+// file yields a pw::Error rather than a read out of bounds.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace pw {
+
+// One tensor of a safetensors file.
+struct SafetensorsEntry {
+  std::string name;
+  std::string dtype;  // the file's dtype code: "F32", "BF16", "I64", ...
+  Shape shape;
+  // Floating-point entries: F32 and F64 as stored, F16 and BF16 widened to float32.
+  // Undefined for dtypes that pw tensors cannot hold (integers, BOOL, FP8, ...).
+  Tensor tensor;
+  // The stored bytes of the entries without a pw tensor; empty for floating-point entries.
+  std::vector<std::uint8_t> raw;
+
+  // The values of an integer or BOOL entry (labels, step counters) as int64.
+  std::vector<std::int64_t> to_int64() const;
+};
+
+// A parsed file: entries in the order of their data, and the "__metadata__" strings.
+struct SafetensorsFile {
+  std::vector<SafetensorsEntry> entries;
+  std::map<std::string, std::string> metadata;
+
+  bool contains(std::string_view name) const;
+  // The entry called `name`; throws naming it when absent.
+  const SafetensorsEntry& at(std::string_view name) const;
+  // The floating-point tensor called `name`; throws when absent or not floating point.
+  const Tensor& tensor(std::string_view name) const;
+};
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// The bytes of a safetensors file holding `tensors` (F32/F64, any strides) and `metadata`.
+// Layout follows the reference writer: data ordered by descending dtype size, then by name;
+// "__metadata__" first in the header; header padded with spaces to a multiple of 8 bytes.
+std::vector<std::uint8_t> serialize_safetensors(
+    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {});
+// Writes serialize_safetensors' bytes to `path` atomically (see write_file_atomic).
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Parses and validates a whole file held in memory; `source` names it in error messages.
+SafetensorsFile parse_safetensors(std::span<const std::uint8_t> bytes,
+                                  std::string_view source = "<memory>");
+// Reads and parses `path`.
+SafetensorsFile load_safetensors(const std::string& path);
+
+}  // namespace pw
