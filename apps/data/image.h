@@ -1,0 +1,36 @@
+// A small uint8 image (C, H, W), the unit every augmentation works on. CIFAR-10 images are
+// 3x32x32; tests use tiny ones with hand-checkable pixels.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace pw::data {
+
+struct Image {
+  int channels = 0;
+  int height = 0;
+  int width = 0;
+  std::vector<std::uint8_t> pixels;  // (C, H, W), row-major
+
+  Image() = default;
+  // An image of the given size with every pixel set to `value`.
+  Image(int c, int h, int w, std::uint8_t value = 0)
+      : channels(c), height(h), width(w), pixels(static_cast<std::size_t>(c * h * w), value) {}
+  // A copy of C*H*W bytes laid out CHW (e.g. a record of Dataset::images).
+  static Image from_chw(const std::uint8_t* chw, int c, int h, int w) {
+    Image im(c, h, w);
+    im.pixels.assign(chw, chw + static_cast<std::size_t>(c * h * w));
+    return im;
+  }
+
+  std::uint8_t& at(int c, int y, int x) { return pixels[index(c, y, x)]; }
+  std::uint8_t at(int c, int y, int x) const { return pixels[index(c, y, x)]; }
+  bool operator==(const Image&) const = default;
+
+ private:
+  std::size_t index(int c, int y, int x) const {
+    return (static_cast<std::size_t>(c) * height + y) * width + x;
+  }
+};
+
+}  // namespace pw::data

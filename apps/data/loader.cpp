@@ -1,0 +1,204 @@
+#include "apps/data/loader.h"
+
+#include <chrono>
+#include <cstring>
+#include <numeric>
+
+#include "apps/data/autoaugment.h"
+#include "core/error.h"
+
+namespace pw::data {
+
+namespace {
+
+std::uint64_t mix64(std::uint64_t z) {
+  // splitmix64's finaliser: every input bit affects every output bit.
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+constexpr std::uint64_t kOrderStream = 0x6f72646572ULL;  // keeps the order apart from batches
+
+}  // namespace
+
+Image augment_image(const Image& img, const AugmentConfig& c, Generator& gen) {
+  if (c.augment == AugmentPolicy::None) return img;
+  Image out = c.crop ? random_crop(img, c.crop_padding, gen) : img;
+  if (c.flip) out = random_hflip(out, gen);
+  if (c.augment == AugmentPolicy::RandAugment) {
+    out = rand_augment(out, c.randaugment_n, c.randaugment_m, gen);
+  } else if (c.augment == AugmentPolicy::AutoAugment) {
+    out = auto_augment_cifar10(out, gen);
+  }
+  // Cutout last, on the augmented image, as DeVries & Taylor apply it after normalisation.
+  if (c.cutout_size > 0) out = random_cutout(out, c.cutout_size, c.cutout_fill, gen);
+  return out;
+}
+
+std::vector<std::int64_t> epoch_order(std::int64_t n, bool shuffle, std::uint64_t seed,
+                                      std::int64_t epoch) {
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  if (!shuffle) return order;
+  Generator gen(mix64(mix64(seed) ^ static_cast<std::uint64_t>(epoch)) ^ kOrderStream);
+  for (std::int64_t i = n - 1; i > 0; --i) {
+    const auto j = static_cast<std::int64_t>(gen.randint(static_cast<std::uint64_t>(i + 1)));
+    std::swap(order[i], order[j]);
+  }
+  return order;
+}
+
+std::uint64_t batch_seed(std::uint64_t seed, std::int64_t epoch, std::int64_t batch) {
+  return mix64(mix64(mix64(seed) ^ static_cast<std::uint64_t>(epoch)) ^
+               static_cast<std::uint64_t>(batch));
+}
+
+std::int64_t num_batches(std::int64_t n, std::int64_t batch_size, bool drop_last) {
+  PW_CHECK(batch_size > 0, "[loader] batch size must be positive, got {}", batch_size);
+  return drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
+}
+
+Batch make_batch(const Dataset& data, const LoaderConfig& config,
+                 const std::vector<std::int64_t>& order, std::int64_t epoch, std::int64_t batch) {
+  const std::int64_t n = static_cast<std::int64_t>(order.size());
+  const std::int64_t begin = batch * config.batch_size;
+  const std::int64_t end = std::min(n, begin + config.batch_size);
+  PW_CHECK(begin >= 0 && begin < end, "[loader] batch {} is outside an epoch of {} records", batch,
+           n);
+  const std::int64_t B = end - begin;
+  Generator gen(batch_seed(config.seed, epoch, batch));
+
+  Batch out;
+  out.index = batch;
+  out.indices.assign(order.begin() + begin, order.begin() + end);
+  out.labels.resize(static_cast<std::size_t>(B));
+  out.images = empty({B, kChannels, kImageSide, kImageSide});
+  float* dst = out.images.data<float>();
+  for (std::int64_t j = 0; j < B; ++j) {
+    const std::int64_t r = out.indices[j];
+    out.labels[j] = data.labels[r];
+    const Image img = Image::from_chw(data.image(r), kChannels, kImageSide, kImageSide);
+    normalize_into(augment_image(img, config.augment, gen), dst + j * kImageBytes);
+  }
+  const AugmentConfig& a = config.augment;
+  const MixConfig mix{a.mixup_alpha, a.cutmix_alpha, 0.5, a.label_smoothing};
+  if (mix.enabled()) {
+    const MixParams params = sample_mix(mix, kImageSide, kImageSide, gen);
+    out.soft_targets = apply_mix(out.images, out.labels, kNumClasses, a.label_smoothing, params);
+  }
+  return out;
+}
+
+Loader::Loader(const Dataset& data, LoaderConfig config) : data_(data), config_(config) {
+  PW_CHECK(config_.batch_size > 0, "[loader] batch size must be positive, got {}",
+           config_.batch_size);
+  PW_CHECK(config_.num_workers >= 0 && config_.prefetch >= 1,
+           "[loader] needs num_workers >= 0 and prefetch >= 1, got {} and {}", config_.num_workers,
+           config_.prefetch);
+  PW_CHECK(static_cast<std::int64_t>(data_.images.size()) == data_.size() * kImageBytes,
+           "[loader] dataset holds {} labels but {} image bytes", data_.size(),
+           data_.images.size());
+}
+
+Loader::~Loader() {
+  stop_workers();
+}
+
+std::int64_t Loader::num_batches() const {
+  return data::num_batches(data_.size(), config_.batch_size, config_.drop_last);
+}
+
+void Loader::stop_workers() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void Loader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
+  stop_workers();
+  const std::int64_t total = num_batches();
+  PW_CHECK(first_batch >= 0 && first_batch <= total,
+           "[loader] cannot start epoch {} at batch {} of {}", epoch, first_batch, total);
+  epoch_ = epoch;
+  order_ = epoch_order(data_.size(), config_.shuffle, config_.seed, epoch);
+  epoch_wait_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = false;
+    next_claim_ = next_consume_ = first_batch;
+    end_ = total;
+    ready_.clear();
+    errors_.clear();
+  }
+  for (int w = 0; w < config_.num_workers; ++w) workers_.emplace_back([this] { worker_loop(); });
+}
+
+void Loader::worker_loop() {
+  for (;;) {
+    std::int64_t batch;
+    {
+      std::unique_lock lock(mutex_);
+      // Claim only within `prefetch` of the consumer: this bounds the memory held in batches.
+      work_cv_.wait(lock, [&] {
+        return stop_ || next_claim_ >= end_ || next_claim_ < next_consume_ + config_.prefetch;
+      });
+      if (stop_ || next_claim_ >= end_) return;
+      batch = next_claim_++;
+    }
+    Batch made;
+    std::exception_ptr error;
+    try {
+      made = make_batch(data_, config_, order_, epoch_, batch);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (error) {
+        errors_.emplace(batch, error);
+      } else {
+        ready_.emplace(batch, std::move(made));
+      }
+    }
+    ready_cv_.notify_all();
+  }
+}
+
+std::optional<Batch> Loader::next() {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  Batch batch;
+  if (config_.num_workers == 0) {
+    if (next_consume_ >= end_) return std::nullopt;
+    batch = make_batch(data_, config_, order_, epoch_, next_consume_++);
+  } else {
+    std::unique_lock lock(mutex_);
+    if (next_consume_ >= end_) return std::nullopt;
+    const std::int64_t want = next_consume_;
+    ready_cv_.wait(lock, [&] { return ready_.count(want) > 0 || errors_.count(want) > 0; });
+    if (auto it = errors_.find(want); it != errors_.end()) {
+      // The epoch cannot go on past a failed batch: stop here, leave the rest to the caller.
+      const std::exception_ptr error = it->second;
+      lock.unlock();
+      stop_workers();
+      std::rethrow_exception(error);
+    }
+    auto node = ready_.extract(want);
+    batch = std::move(node.mapped());
+    ++next_consume_;
+    lock.unlock();
+    work_cv_.notify_all();
+  }
+  batch.wait_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  total_wait_ += batch.wait_seconds;
+  epoch_wait_.push_back(batch.wait_seconds);
+  return batch;
+}
+
+}  // namespace pw::data

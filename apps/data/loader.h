@@ -1,0 +1,121 @@
+// Batches of augmented, normalised CIFAR-10 images, prepared ahead of the training loop by
+// worker threads. Every batch is a pure function of (seed, epoch, batch index): the shuffle
+// order comes from (seed, epoch) and each batch draws its augmentation from its own generator,
+// so the number of threads and their timing never change the data, and an epoch can resume at
+// any batch.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "apps/data/augment.h"
+#include "apps/data/cifar10.h"
+#include "apps/data/mix.h"
+#include "core/tensor.h"
+
+namespace pw::data {
+
+// none: no per-image augmentation at all (evaluation; crop, flip and cutout are ignored);
+// basic: crop and flip as configured; randaugment / autoaugment: basic, then that policy.
+enum class AugmentPolicy { None, Basic, RandAugment, AutoAugment };
+
+struct AugmentConfig {
+  AugmentPolicy augment = AugmentPolicy::Basic;
+  bool crop = true;
+  int crop_padding = 4;
+  bool flip = true;
+  int randaugment_n = 2;
+  int randaugment_m = 9;  // bin out of 31, torchvision's scale
+  int cutout_size = 0;    // 0: off
+  CutoutFill cutout_fill = CutoutFill::Mean;
+  double mixup_alpha = 0.0;
+  double cutmix_alpha = 0.0;
+  double label_smoothing = 0.0;  // applied to the soft targets of Mixup/CutMix
+};
+
+struct LoaderConfig {
+  std::int64_t batch_size = 128;
+  bool shuffle = true;
+  std::uint64_t seed = 0;
+  bool drop_last = false;
+  int num_workers = 1;  // 0: batches are made on the consumer's thread
+  int prefetch = 3;     // batches prepared ahead (bound of the queue)
+  AugmentConfig augment;
+};
+
+struct Batch {
+  std::int64_t index = 0;             // batch index within the epoch
+  Tensor images;                      // (B, 3, 32, 32) float32, normalised
+  std::vector<std::int64_t> labels;   // (B)
+  Tensor soft_targets;                // (B, 10) with Mixup/CutMix, else undefined
+  std::vector<std::int64_t> indices;  // the dataset records in this batch
+  double wait_seconds = 0.0;          // how long next() waited for this batch
+};
+
+// The per-image pipeline: crop, flip, RandAugment/AutoAugment, Cutout (as configured).
+Image augment_image(const Image& img, const AugmentConfig& config, Generator& gen);
+
+// The record order of an epoch: a Fisher-Yates shuffle seeded from (seed, epoch), or 0..n-1.
+std::vector<std::int64_t> epoch_order(std::int64_t n, bool shuffle, std::uint64_t seed,
+                                      std::int64_t epoch);
+
+// The seed of the generator of batch `batch` in `epoch` (a splitmix64 hash of the three).
+std::uint64_t batch_seed(std::uint64_t seed, std::int64_t epoch, std::int64_t batch);
+
+// Number of batches per epoch for n records.
+std::int64_t num_batches(std::int64_t n, std::int64_t batch_size, bool drop_last);
+
+// Builds batch `batch` of an epoch on the calling thread (what the workers run).
+Batch make_batch(const Dataset& data, const LoaderConfig& config,
+                 const std::vector<std::int64_t>& order, std::int64_t epoch, std::int64_t batch);
+
+class Loader {
+ public:
+  // `data` must outlive the loader.
+  Loader(const Dataset& data, LoaderConfig config);
+  // Stops the workers (they finish the batch in hand) and joins them.
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  std::int64_t num_batches() const;
+  // Begins an epoch at batch `first_batch` (for an exact resume) and starts the workers.
+  void start_epoch(std::int64_t epoch, std::int64_t first_batch = 0);
+  // The next batch of the epoch, or nullopt after the last. Re-throws a worker's exception
+  // when the consumer reaches the batch that failed.
+  std::optional<Batch> next();
+
+  // Seconds next() spent waiting for batches, over the loader's life and in this epoch.
+  double total_wait_seconds() const { return total_wait_; }
+  const std::vector<double>& epoch_wait_seconds() const { return epoch_wait_; }
+
+ private:
+  void stop_workers();
+  void worker_loop();
+
+  const Dataset& data_;
+  LoaderConfig config_;
+  std::int64_t epoch_ = 0;
+  std::vector<std::int64_t> order_;
+  double total_wait_ = 0.0;
+  std::vector<double> epoch_wait_;
+
+  // Shared with the workers, guarded by mutex_.
+  std::mutex mutex_;
+  std::condition_variable work_cv_;   // a batch may be claimed, or stop
+  std::condition_variable ready_cv_;  // a batch (or an error) is ready
+  std::int64_t next_claim_ = 0;       // the next batch a worker will make
+  std::int64_t next_consume_ = 0;     // the next batch next() returns
+  std::int64_t end_ = 0;              // one past the epoch's last batch
+  bool stop_ = false;
+  std::map<std::int64_t, Batch> ready_;
+  std::map<std::int64_t, std::exception_ptr> errors_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace pw::data

@@ -1,0 +1,103 @@
+#include "apps/data/locate.h"
+
+#include <cstdlib>
+
+#include "apps/data/cifar10.h"
+#include "core/error.h"
+
+namespace pw::data {
+
+namespace fs = std::filesystem;
+
+LocateOptions default_locate_options(const std::optional<fs::path>& data_arg) {
+  LocateOptions o;
+  o.explicit_path = data_arg;
+  if (const char* env = std::getenv("CIFAR10_DIR"); env != nullptr && env[0] != '\0') {
+    o.env_dir = fs::path(env);
+  }
+#ifdef PATCHWORK_SOURCE_DIR
+  o.source_dir = PATCHWORK_SOURCE_DIR;
+#endif
+  std::error_code ec;
+  o.cwd = fs::current_path(ec);
+  return o;
+}
+
+namespace {
+
+// Quotes a path for /bin/sh: inside single quotes only ' itself needs care.
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+bool same_place(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
+}
+
+}  // namespace
+
+DataLocation locate_cifar10(const LocateOptions& o) {
+  // An explicit choice that does not hold the data is an error rather than a silent fallback:
+  // training on other data than asked for would be worse than stopping.
+  if (o.explicit_path) {
+    auto found = resolve_cifar10_source(*o.explicit_path);
+    PW_CHECK(found,
+             "[data] --data {}: no CIFAR-10 there (expected the .bin files, "
+             "cifar-10-batches-bin/ or cifar-10-binary.tar.gz)",
+             o.explicit_path->string());
+    return {*found, "--data"};
+  }
+  if (o.env_dir) {
+    auto found = resolve_cifar10_source(*o.env_dir);
+    PW_CHECK(found,
+             "[data] $CIFAR10_DIR={}: no CIFAR-10 there (expected the .bin files, "
+             "cifar-10-batches-bin/ or cifar-10-binary.tar.gz)",
+             o.env_dir->string());
+    return {*found, "$CIFAR10_DIR"};
+  }
+
+  std::vector<std::pair<fs::path, std::string>> places;
+  auto add = [&](const fs::path& p, const std::string& how) {
+    if (p.empty()) return;
+    for (const auto& [q, _] : places)
+      if (same_place(p, q)) return;
+    places.emplace_back(p, how);
+  };
+  add(o.source_dir.empty() ? fs::path() : o.source_dir / "data", "repository data/");
+  add(o.cwd.empty() ? fs::path() : o.cwd / "data", "./data");
+  add(o.source_dir.empty() ? fs::path() : o.source_dir / ".." / "shared" / "data",
+      "shared archive next to the repository");
+  add(o.cwd.empty() ? fs::path() : o.cwd / ".." / "shared" / "data",
+      "shared archive next to the working directory");
+
+  std::string looked;
+  for (const auto& [p, how] : places) {
+    if (auto found = resolve_cifar10_source(p)) return {*found, how};
+    looked += fmt::format("\n  {} ({}): not found", p.string(), how);
+  }
+
+  if (!o.allow_download) {
+    pw::fail("[data] CIFAR-10 not found; looked in:{}\n  download: disabled", looked);
+  }
+  const fs::path script =
+      !o.download_script.empty() ? o.download_script : o.source_dir / "scripts" / "get-cifar10.sh";
+  const fs::path dest = (o.source_dir.empty() ? o.cwd : o.source_dir) / "data";
+  PW_CHECK(fs::is_regular_file(script),
+           "[data] CIFAR-10 not found; looked in:{}\n  download: no script at {}", looked,
+           script.string());
+  const std::string command =
+      fmt::format("sh {} {}", shell_quote(script.string()), shell_quote(dest.string()));
+  const int status = std::system(command.c_str());
+  PW_CHECK(status == 0,
+           "[data] CIFAR-10 not found; looked in:{}\n  download: `{}` failed (status {}); "
+           "pass --data or set CIFAR10_DIR",
+           looked, command, status);
+  auto found = resolve_cifar10_source(dest);
+  PW_CHECK(found, "[data] {} succeeded but {} still holds no CIFAR-10", command, dest.string());
+  return {*found, fmt::format("downloaded by {}", script.string())};
+}
+
+}  // namespace pw::data

@@ -1,0 +1,35 @@
+// Finding CIFAR-10 on this machine: an explicit path, $CIFAR10_DIR, the repository's data/,
+// ./data, the shared archive next to the repository, and finally a download script.
+#pragma once
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pw::data {
+
+// Where the data was found (a folder or an archive that read_cifar10 takes) and how.
+struct DataLocation {
+  std::filesystem::path path;
+  std::string how;  // for the log, e.g. "--data", "$CIFAR10_DIR", "repository data/"
+};
+
+// The places to look, in order. default_locate_options() fills them for the `vit` program;
+// tests set them by hand so that nothing depends on the machine.
+struct LocateOptions {
+  std::optional<std::filesystem::path> explicit_path;  // --data: must hold the data if given
+  std::optional<std::filesystem::path> env_dir;        // $CIFAR10_DIR: must hold it if set
+  std::filesystem::path source_dir;                    // the repository (PATCHWORK_SOURCE_DIR)
+  std::filesystem::path cwd;                           // the working directory
+  bool allow_download = true;
+  std::filesystem::path download_script;  // run as `script <dest>`; default source_dir/scripts/
+};
+
+// Options from the environment: $CIFAR10_DIR, the repository this was built from, the cwd.
+LocateOptions default_locate_options(const std::optional<std::filesystem::path>& data_arg);
+
+// Looks in every place of `options` in order and returns the first hit; when all fail, the
+// pw::Error lists each place it looked.
+DataLocation locate_cifar10(const LocateOptions& options);
+
+}  // namespace pw::data
