@@ -1,6 +1,8 @@
 // `vit eval`: test accuracy, per-class accuracy and the confusion matrix of a weights file.
 #pragma once
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace pw::app {
 

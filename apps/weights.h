@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/safetensors.h"
 #include "models/vit.h"
 #include "optim/optimizer.h"
 

@@ -69,10 +69,15 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, const mo
     so.nesterov = o.momentum > 0;
     return std::make_unique<optim::SGD>(groups, so);
   }
-  optim::AdamOptions ao;
+  if (o.opt == "adam") {
+    optim::AdamOptions ao;
+    ao.lr = o.lr;
+    ao.weight_decay = o.weight_decay;
+    return std::make_unique<optim::Adam>(groups, ao);
+  }
+  optim::AdamWOptions ao;
   ao.lr = o.lr;
   ao.weight_decay = o.weight_decay;
-  if (o.opt == "adam") return std::make_unique<optim::Adam>(groups, ao);
   return std::make_unique<optim::AdamW>(groups, ao);
 }
 
@@ -89,15 +94,12 @@ Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_
                                              total - 1);
   std::unique_ptr<optim::LRScheduler> main;
   if (o.sched == "onecycle") {
-    optim::OneCycleOptions oc;
-    oc.max_lr = o.lr;
-    oc.total_steps = total;
-    s.per_step = std::make_unique<optim::OneCycleLR>(opt, oc);
+    s.per_step = std::make_unique<optim::OneCycleLR>(opt, o.lr, total);
     return s;
   }
   if (o.sched == "plateau") {
     optim::PlateauOptions po;
-    po.mode = optim::PlateauOptions::Mode::Max;
+    po.mode = optim::PlateauMode::Max;
     po.factor = o.decay_rate;
     po.patience = o.patience_epochs;
     po.min_lr = o.min_lr;
@@ -120,7 +122,7 @@ Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_
     return s;
   }
   auto warm = std::make_unique<optim::LinearLR>(opt, std::min(1.0, o.warmup_lr / o.lr), 1.0, warmup);
-  std::vector<std::unique_ptr<optim::LRScheduler>> parts;
+  std::vector<std::shared_ptr<optim::LRScheduler>> parts;
   parts.push_back(std::move(warm));
   parts.push_back(std::move(main));
   s.per_step = std::make_unique<optim::SequentialLR>(opt, std::move(parts), std::vector<std::int64_t>{warmup});

@@ -1,0 +1,66 @@
+// Synthetic CIFAR-10 files in the official binary layout, made in a temporary folder, so that
+// end-to-end tests never need the real data set.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "core/random.h"
+
+namespace pw::testing {
+
+// A fresh empty folder under the system temp dir, removed when the object dies.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& name) {
+    path = std::filesystem::temp_directory_path() / ("patchwork-" + name + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+// Writes cifar-10-batches-bin/ with `n_train` records spread over the five training files and
+// `n_test` test records. Each image is a noisy colour pattern of its class (learnable), and
+// with `test_equals_train` the test file repeats the first training images.
+inline std::filesystem::path write_synthetic_cifar(const std::filesystem::path& root, std::int64_t n_train,
+                                                   std::int64_t n_test, std::uint64_t seed = 1,
+                                                   bool test_equals_train = false) {
+  const auto dir = root / "cifar-10-batches-bin";
+  std::filesystem::create_directories(dir);
+  Generator gen(seed);
+  auto record = [&](std::int64_t i) {
+    std::vector<char> r(3073);
+    const int label = static_cast<int>(i % 10);
+    r[0] = static_cast<char>(label);
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) {
+        const int base = ((label >> c) & 1) * 120 + (p / 32 < 4 * (label % 8) ? 60 : 0);
+        r[1 + c * 1024 + p] = static_cast<char>(base + static_cast<int>(gen.randint(60)));
+      }
+    return r;
+  };
+  std::vector<std::vector<char>> train;
+  for (std::int64_t i = 0; i < n_train; ++i) train.push_back(record(i));
+  for (int f = 0; f < 5; ++f) {
+    std::ofstream out(dir / ("data_batch_" + std::to_string(f + 1) + ".bin"), std::ios::binary);
+    // Batch files hold consecutive records: file f gets records [f*n/5, (f+1)*n/5).
+    const std::int64_t lo = n_train * f / 5, hi = n_train * (f + 1) / 5;
+    for (std::int64_t i = lo; i < hi; ++i) out.write(train[static_cast<std::size_t>(i)].data(), 3073);
+  }
+  std::ofstream test(dir / "test_batch.bin", std::ios::binary);
+  for (std::int64_t i = 0; i < n_test; ++i) {
+    const auto r = test_equals_train ? train[static_cast<std::size_t>(i % n_train)] : record(n_train + i);
+    test.write(r.data(), 3073);
+  }
+  std::ofstream meta(dir / "batches.meta.txt");
+  for (const char* name : {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"})
+    meta << name << "\n";
+  return dir;
+}
+
+}  // namespace pw::testing
