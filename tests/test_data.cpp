@@ -272,6 +272,13 @@ TEST_CASE("the data is located in the documented order, and all places are repor
   CHECK(found.how == "repository data/");
   CHECK(found.path == o.source_dir / "data" / "cifar-10-batches-bin");
 
+  // A worktree two levels below the shared folder (e.g. /work/wt/<name>) still finds it.
+  LocateOptions nested = o;
+  nested.source_dir = tmp.path / "wt" / "name";
+  nested.cwd = nested.source_dir;
+  fs::create_directories(nested.source_dir);
+  CHECK(locate_cifar10(nested).how == "shared archive 2 levels above the repository");
+
   o.env_dir = tmp.path / "env";
   CHECK_THROWS_WITH(locate_cifar10(o), Contains("$CIFAR10_DIR") && Contains("env"));
   write_folder(*o.env_dir);
@@ -309,7 +316,7 @@ TEST_CASE("the download script is the last resort and its failure is reported", 
     std::ofstream s(o.download_script);
     s << "exit 3\n";
   }
-  CHECK_THROWS_WITH(locate_cifar10(o), Contains("looked in") && Contains("failed"));
+  CHECK_THROWS_WITH(locate_cifar10(o), Contains("looked in") && Contains("failed (exit code 3)"));
 }
 
 // ---------------------------------------------------------------- deterministic image ops
