@@ -253,7 +253,13 @@ void read_archive(const fs::path& path, std::vector<SplitBuilder*> builders) {
   auto all_done = [&] {
     return std::all_of(builders.begin(), builders.end(), [](auto* b) { return b->done(); });
   };
-  while (!all_done()) {
+  // Reading stops once every split is complete; without limits it goes on to the end so that
+  // batches.meta.txt is found wherever it is (it is 60 bytes after test_batch.bin in the official
+  // archive). With a limit, names come from the meta file only if it precedes the stopping point.
+  const bool limited =
+      std::any_of(builders.begin(), builders.end(), [](auto* b) { return b->limit >= 0; });
+  bool have_meta = false;
+  while (!all_done() || (!limited && !have_meta)) {
     const std::size_t got = gz.read_some(header.data(), header.size());
     if (got == 0) break;  // no end-of-archive marker: judged below by what is missing
     PW_CHECK(got == header.size(), "[cifar10] {}: truncated archive, data ends inside a header",
@@ -292,8 +298,10 @@ void read_archive(const fs::path& path, std::vector<SplitBuilder*> builders) {
         long_name = tar_string(reinterpret_cast<const std::uint8_t*>(text.data()), size);
       else if (type == 'x')
         long_name = pax_path(text);
-      else
+      else {
         meta = text;
+        have_meta = true;
+      }
     } else if (regular) {
       const std::string base = basename_of(name);
       for (SplitBuilder* b : builders) {

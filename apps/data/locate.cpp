@@ -1,5 +1,7 @@
 #include "apps/data/locate.h"
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 
 #include "apps/data/cifar10.h"
@@ -68,10 +70,19 @@ DataLocation locate_cifar10(const LocateOptions& o) {
   };
   add(o.source_dir.empty() ? fs::path() : o.source_dir / "data", "repository data/");
   add(o.cwd.empty() ? fs::path() : o.cwd / "data", "./data");
-  add(o.source_dir.empty() ? fs::path() : o.source_dir / ".." / "shared" / "data",
-      "shared archive next to the repository");
-  add(o.cwd.empty() ? fs::path() : o.cwd / ".." / "shared" / "data",
-      "shared archive next to the working directory");
+  // The shared archive sits in shared/data/ beside the checkout; a git worktree is nested one
+  // or two levels deeper (e.g. /work/wt/<name>), so the parents of the parent are tried too.
+  for (const auto& [base, what] : {std::pair{o.source_dir, std::string("the repository")},
+                                   std::pair{o.cwd, std::string("the working directory")}}) {
+    if (base.empty()) continue;
+    fs::path up = base;
+    for (int level = 1; level <= 3; ++level) {
+      up /= "..";
+      add(up / "shared" / "data",
+          level == 1 ? "shared archive next to " + what
+                     : fmt::format("shared archive {} levels above {}", level, what));
+    }
+  }
 
   std::string looked;
   for (const auto& [p, how] : places) {
@@ -91,10 +102,11 @@ DataLocation locate_cifar10(const LocateOptions& o) {
   const std::string command =
       fmt::format("sh {} {}", shell_quote(script.string()), shell_quote(dest.string()));
   const int status = std::system(command.c_str());
-  PW_CHECK(status == 0,
-           "[data] CIFAR-10 not found; looked in:{}\n  download: `{}` failed (status {}); "
+  const int code = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  PW_CHECK(code == 0,
+           "[data] CIFAR-10 not found; looked in:{}\n  download: `{}` failed (exit code {}); "
            "pass --data or set CIFAR10_DIR",
-           looked, command, status);
+           looked, command, code);
   auto found = resolve_cifar10_source(dest);
   PW_CHECK(found, "[data] {} succeeded but {} still holds no CIFAR-10", command, dest.string());
   return {*found, fmt::format("downloaded by {}", script.string())};
