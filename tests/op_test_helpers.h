@@ -2,7 +2,6 @@
 // prints the mismatching entry, and a plain row-major walk used by the reference kernels.
 #pragma once
 #include <catch2/catch.hpp>
-
 #include <functional>
 #include <vector>
 
@@ -26,7 +25,8 @@ inline Tensor spread_leaf(const Shape& shape, std::uint64_t seed) {
   const std::int64_t n = numel_of(shape);
   std::vector<double> v(static_cast<std::size_t>(n));
   for (std::int64_t k = 0; k < n; ++k)
-    v[static_cast<std::size_t>(k)] = 0.1 * static_cast<double>(k - n / 2) + 0.03 + 0.04 * gen.uniform();
+    v[static_cast<std::size_t>(k)] =
+        0.1 * static_cast<double>(k - n / 2) + 0.03 + 0.04 * gen.uniform();
   for (std::int64_t k = n - 1; k > 0; --k)
     std::swap(v[static_cast<std::size_t>(k)], v[gen.randint(static_cast<std::uint64_t>(k + 1))]);
   return from_vector(v, shape).requires_grad_();
@@ -37,11 +37,11 @@ using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 }  // namespace pw::test
 
 // Checks gradcheck(fn, inputs) and reports the first mismatching Jacobian entry on failure.
-#define CHECK_GRADCHECK(fn, ...)                                 \
-  do {                                                           \
+#define CHECK_GRADCHECK(fn, ...)                                \
+  do {                                                          \
     const auto pw_result_ = ::pw::gradcheck((fn), __VA_ARGS__); \
-    INFO(pw_result_.message);                                    \
-    CHECK(pw_result_.ok);                                        \
+    INFO(pw_result_.message);                                   \
+    CHECK(pw_result_.ok);                                       \
   } while (0)
 
 namespace pw::test {

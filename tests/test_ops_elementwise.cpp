@@ -1,7 +1,6 @@
 // Elementwise ops: gradients (finite differences, float64), hand-computed values, error
 // messages, and the broadcast/strided kernel paths against a plain loop.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <limits>
 
@@ -17,7 +16,9 @@ using pw::test::spread_leaf;
 namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
+std::vector<double> values(const Tensor& t) {
+  return t.to_vector<double>();
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -41,8 +42,11 @@ TEST_CASE("gradcheck: sub with broadcasting and a sliced operand", "[gradcheck]"
 TEST_CASE("gradcheck: mul with broadcasting and an expanded operand", "[gradcheck]") {
   Tensor a = leaf({2, 3}, 7), b = leaf({1, 3}, 8), at = leaf({3, 2}, 9);
   CHECK_GRADCHECK([](const auto& in) { return mul(in[0], in[1]); }, {a, b});
-  CHECK_GRADCHECK([](const auto& in) { return mul(transpose(in[0], 0, 1), expand(in[1], {2, 3})); },
-                  {at, b});
+  CHECK_GRADCHECK(
+      [](const auto& in) {
+        return mul(transpose(in[0], 0, 1), expand(in[1], {2, 3}));
+      },
+      {at, b});
   CHECK_GRADCHECK([](const auto& in) { return mul(in[0], in[0]); }, {a});  // both sides one leaf
 }
 
@@ -115,7 +119,8 @@ TEST_CASE("gradcheck: tanh, sigmoid, relu on non-contiguous inputs", "[gradcheck
   CHECK_GRADCHECK([](const auto& in) { return relu(expand(slice(in[0], 0, 1, 2), {2, 4})); }, {s});
 }
 
-TEST_CASE("gradcheck: where gives gradients to a and b through a broadcast condition", "[gradcheck]") {
+TEST_CASE("gradcheck: where gives gradients to a and b through a broadcast condition",
+          "[gradcheck]") {
   const Tensor cond = tensor({1, 0, 1}, {3}, DType::Float64);  // broadcast over rows
   Tensor a = leaf({2, 3}, 29), b = leaf({2, 1}, 30);
   CHECK_GRADCHECK([&](const auto& in) { return where(cond, in[0], in[1]); }, {a, b});
@@ -263,7 +268,8 @@ TEST_CASE("in-place ops write through views and refuse expanded targets", "[elem
                     "[mul_] cannot write in place into an expanded tensor of shape (2,3) with "
                     "strides (0,1)");
   CHECK_THROWS_WITH(add_(a, ones({4})), Catch::Contains("[add_] shapes (2,3) and (4)"));
-  CHECK_THROWS_WITH(add_(a, ones({2, 2, 3})), "[add_] cannot add shape (2,2,3) into shape (2,3) in place");
+  CHECK_THROWS_WITH(add_(a, ones({2, 2, 3})),
+                    "[add_] cannot add shape (2,2,3) into shape (2,3) in place");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,12 +298,18 @@ namespace {
 Tensor layout(int kind, DType dt, std::uint64_t seed) {
   Generator gen(seed);
   switch (kind) {
-    case 0: return rand({4, 5, 6}, gen, dt);                                    // contiguous
-    case 1: return permute(rand({6, 4, 5}, gen, dt), {1, 2, 0});                // permuted
-    case 2: return slice(slice(rand({8, 5, 13}, gen, dt), 0, 1, 8, 2), 2, -12, 13, 2);  // steps
-    case 3: return expand(rand({1, 5, 1}, gen, dt), {4, 5, 6});                 // stride 0
-    case 4: return rand({5, 6}, gen, dt);                                       // broadcast rank
-    default: return transpose(rand({6, 1}, gen, dt), 0, 1);                     // (1,6), strides (1,1)
+    case 0:
+      return rand({4, 5, 6}, gen, dt);  // contiguous
+    case 1:
+      return permute(rand({6, 4, 5}, gen, dt), {1, 2, 0});  // permuted
+    case 2:
+      return slice(slice(rand({8, 5, 13}, gen, dt), 0, 1, 8, 2), 2, -12, 13, 2);  // steps
+    case 3:
+      return expand(rand({1, 5, 1}, gen, dt), {4, 5, 6});  // stride 0
+    case 4:
+      return rand({5, 6}, gen, dt);  // broadcast rank
+    default:
+      return transpose(rand({6, 1}, gen, dt), 0, 1);  // (1,6), strides (1,1)
   }
 }
 
@@ -331,7 +343,8 @@ void check_binary_against_loop(DType dt) {
 
 }  // namespace
 
-TEST_CASE("elementwise kernels match a plain loop on strided and broadcast inputs", "[elementwise]") {
+TEST_CASE("elementwise kernels match a plain loop on strided and broadcast inputs",
+          "[elementwise]") {
   check_binary_against_loop<float>(DType::Float32);
   check_binary_against_loop<double>(DType::Float64);
 }
@@ -339,9 +352,9 @@ TEST_CASE("elementwise kernels match a plain loop on strided and broadcast input
 TEST_CASE("elementwise kernels match a plain loop when split across threads", "[elementwise]") {
   // 40*33*64 = 84,480 elements: above kParallelGrain, so rows start mid-odometer on each thread.
   Generator gen(7);
-  const Tensor a = permute(rand({64, 40, 33}, gen, DType::Float64), {1, 2, 0});  // (40,33,64)
+  const Tensor a = permute(rand({64, 40, 33}, gen, DType::Float64), {1, 2, 0});   // (40,33,64)
   const Tensor b = slice(rand({40, 1, 130}, gen, DType::Float64), 2, 1, 130, 2);  // (40,1,65)->
-  const Tensor bs = slice(b, 2, 0, 64);                                            // (40,1,64)
+  const Tensor bs = slice(b, 2, 0, 64);                                           // (40,1,64)
   const Tensor out = sub(a, bs);
   const double* po = out.data<double>();  // contiguous result
   bool same = true;

@@ -1,7 +1,6 @@
 // Reductions: gradients over every axis set with keepdim both ways, hand-computed values,
 // NaN/empty/scalar edge cases, errors, and both kernel walks (lanes, rows) against a plain loop.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <limits>
 
@@ -19,7 +18,9 @@ namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 const double kInf = std::numeric_limits<double>::infinity();
 
-std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
+std::vector<double> values(const Tensor& t) {
+  return t.to_vector<double>();
+}
 
 // Every axis set of a rank-3 tensor worth checking: each single dim (and a negative one),
 // each pair, and all dims (both spelled out and as the empty list).
@@ -34,8 +35,11 @@ void check_all_axes(const Reduction& op, const Tensor& x, const Tensor& x_perm) 
     for (bool keepdim : {false, true}) {
       INFO("dims " << shape_str(dims) << " keepdim " << keepdim);
       CHECK_GRADCHECK([&](const auto& in) { return op(in[0], dims, keepdim); }, {x});
-      CHECK_GRADCHECK([&](const auto& in) { return op(permute(in[0], {1, 2, 0}), dims, keepdim); },
-                      {x_perm});
+      CHECK_GRADCHECK(
+          [&](const auto& in) {
+            return op(permute(in[0], {1, 2, 0}), dims, keepdim);
+          },
+          {x_perm});
     }
   }
 }
@@ -129,9 +133,10 @@ TEST_CASE("reductions of scalars, empty dims and zero-size tensors", "[reduce]")
   const Tensor e = zeros({0, 3});
   CHECK(sum(e, {0}).to_vector() == std::vector<float>{0, 0, 0});  // empty sums are 0
   CHECK(sum(e, {1}).shape() == Shape{0});
-  CHECK(std::isnan(mean(e).item()));  // 0/0, as torch.mean of an empty tensor
+  CHECK(std::isnan(mean(e).item()));       // 0/0, as torch.mean of an empty tensor
   CHECK(max(e, {1}).shape() == Shape{0});  // reduces 3 elements into each of 0 outputs
-  CHECK_THROWS_WITH(max(e, {0}), "[max] cannot reduce over an empty dim of a tensor of shape (0,3)");
+  CHECK_THROWS_WITH(max(e, {0}),
+                    "[max] cannot reduce over an empty dim of a tensor of shape (0,3)");
   CHECK_THROWS_WITH(min(e), "[min] cannot reduce over an empty dim of a tensor of shape (0,3)");
 }
 
@@ -172,7 +177,8 @@ TEST_CASE("reduction errors name the op, the dims and the shapes", "[reduce]") {
   CHECK_THROWS_WITH(sum(x, {2}), "[sum] dim 2 out of range for a tensor of rank 2");
   CHECK_THROWS_WITH(mean(x, {-3}), "[mean] dim -3 out of range for a tensor of rank 2");
   CHECK_THROWS_WITH(max(x, {1, -1}), "[max] dim -1 appears twice in the reduction dims (1,-1)");
-  CHECK_THROWS_WITH(var(x, {0}, 2), "[var] 2 elements with correction 2 leave no degrees of freedom");
+  CHECK_THROWS_WITH(var(x, {0}, 2),
+                    "[var] 2 elements with correction 2 leave no degrees of freedom");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,7 +200,8 @@ void reference_reduce(const Tensor& x, const Dims& dims, std::vector<double>& su
   pw::test::for_each_index(x.shape(), [&](const Shape& idx) {
     std::size_t o = 0;
     for (std::size_t d = 0; d < reduced.size(); ++d)
-      if (!reduced[d]) o = o * static_cast<std::size_t>(x.shape()[d]) + static_cast<std::size_t>(idx[d]);
+      if (!reduced[d])
+        o = o * static_cast<std::size_t>(x.shape()[d]) + static_cast<std::size_t>(idx[d]);
     const double v = x.at(idx);
     sums[o] += v;
     maxes[o] = std::max(maxes[o], v);
@@ -219,7 +226,8 @@ void check_reduce_against_loop(DType dt) {
       REQUIRE(got_sum.size() == want_sum.size());
       bool sums_ok = true, maxes_ok = true;
       for (std::size_t i = 0; i < want_sum.size(); ++i) {
-        sums_ok = sums_ok && std::abs(got_sum[i] - want_sum[i]) <= tol * (1 + std::abs(want_sum[i]));
+        sums_ok =
+            sums_ok && std::abs(got_sum[i] - want_sum[i]) <= tol * (1 + std::abs(want_sum[i]));
         maxes_ok = maxes_ok && got_max[i] == want_max[i];
       }
       INFO("layout " << k << " dims " << shape_str(dims) << " " << dtype_name(dt));
