@@ -10,9 +10,11 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
-// a ** b elementwise (gradient to b uses log(a), defined for a > 0).
+// a ** b elementwise (gradient to b uses log(a), defined for a > 0; at a == 0 with b >= 0 both
+// gradients are 0 where PyTorch defines them so).
 Tensor pow(const Tensor& a, const Tensor& b);
-// Elementwise max/min; where a == b the gradient is split evenly, as PyTorch does.
+// Elementwise max/min, NaN if either side is NaN; where a == b the gradient is split evenly,
+// as PyTorch does.
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
 

@@ -10,7 +10,8 @@ using Dims = std::vector<std::int64_t>;
 
 Tensor sum(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
-// Max/min values; the gradient goes to the arg-max/min (split evenly between ties).
+// Max/min values (NaN if the reduced elements hold one); the gradient goes to the
+// arg-max/min (split evenly between ties).
 Tensor max(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 Tensor min(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 // Variance with Bessel's correction by default (torch.var's correction=1).
