@@ -18,6 +18,7 @@
 #include <limits>
 
 #include "core/autograd.h"
+#include "core/parallel.h"
 #include "ops/blas.h"
 #include "ops/kernels.h"
 #include "ops/nn.h"
@@ -80,7 +81,9 @@ void attention_forward(const Operand& q, const Operand& k, const Operand& v, con
   T* po = out.data<T>();
   const std::int64_t ldo = out.strides()[2];
   const Layout kt = transposed(k.lay);
-#pragma omp parallel
+  // Tiny problems (tests) run on one thread: a parallel region would cost more than the work.
+  const bool par = B * H * Nq * Nk * std::max(Dh, Dv) >= kParallelGrain;
+#pragma omp parallel if (par)
   {
     // Per-thread scratch: S/P when P is not kept, and the dropped Pd.
     std::vector<T> s_buf(probs ? 0 : static_cast<std::size_t>(Nq * Nk));
@@ -142,7 +145,8 @@ void attention_backward(const Tensor& g, const Operand& q, const Operand& k, con
   auto out_ptr = [](const Tensor& t, std::int64_t b, std::int64_t h) {
     return t.defined() ? t.data<T>() + b * t.strides()[0] + h * t.strides()[1] : nullptr;
   };
-#pragma omp parallel
+  const bool par = B * H * Nq * Nk * std::max(Dh, Dv) >= kParallelGrain;
+#pragma omp parallel if (par)
   {
     std::vector<T> dp(static_cast<std::size_t>(Nq * Nk));
     std::vector<T> pd_buf(drop && dv.defined() ? static_cast<std::size_t>(Nq * Nk) : 0);

@@ -59,7 +59,8 @@ void matmul_kernel(const Tensor& a, const Tensor& b, const Tensor& out, const Sh
     gemm(la.trans, lb.trans, M, N, K, T(1), pa + oa, la.ld, pb + ob, lb.ld, T(0), po + i * M * N,
          N);
   };
-  if (nb > 1 && M * N * K < kSmallGemm && omp_get_max_threads() > 1) {
+  if (nb > 1 && M * N * K < kSmallGemm && nb * M * N * K >= kParallelGrain &&
+      omp_get_max_threads() > 1) {
 #pragma omp parallel for schedule(static)
     for (std::int64_t i = 0; i < nb; ++i) one(i);
   } else {

@@ -239,3 +239,177 @@ TEST_CASE("layer_norm matches its composition from reductions, in float32 and fl
     CHECK(compare(fused, composed, tol) == "");
   }
 }
+
+// ---- dropout and drop_path ----
+
+TEST_CASE("dropout keeps about 1-p of the elements, scaled, reproducibly", "[dropout]") {
+  Tensor x = ones({64, 64});
+  Generator a(1), b(1);
+  Tensor ya = dropout(x, 0.3, true, a), yb = dropout(x, 0.3, true, b);
+  CHECK(ya.to_vector() == yb.to_vector());
+  int zeros_n = 0, wrong = 0;
+  for (float v : ya.to_vector()) {
+    if (v == 0.0f)
+      ++zeros_n;
+    else if (std::abs(v - 1 / 0.7) > 1e-6)
+      ++wrong;
+  }
+  CHECK(wrong == 0);
+  // 4096 draws: 0.3 +- 0.007 (one standard deviation).
+  CHECK(zeros_n / 4096.0 == Approx(0.3).margin(0.03));
+  // Evaluation mode and p = 0 are the identity; p = 1 drops everything.
+  CHECK(dropout(x, 0.3, false, a).is_same(x));
+  CHECK(max_abs(dropout(x, 1.0, true, a)) == 0);
+  CHECK_THROWS_WITH(dropout(x, 1.5, true, a), "[dropout] p must be in [0, 1], got 1.5");
+}
+
+TEST_CASE("drop_path drops whole samples", "[dropout]") {
+  Tensor x = ones({200, 3, 2});
+  Generator gen(2);
+  Tensor y = dropout(x, 0.0, true, gen);
+  y = drop_path(x, 0.25, true, gen);
+  int dropped = 0;
+  for (std::int64_t b = 0; b < 200; ++b) {
+    const auto v = slice(y, 0, b, b + 1).to_vector();
+    const bool all_zero = std::all_of(v.begin(), v.end(), [](float e) { return e == 0.0f; });
+    const bool all_scaled =
+        std::all_of(v.begin(), v.end(), [](float e) { return std::abs(e - 1 / 0.75) < 1e-6; });
+    CHECK((all_zero || all_scaled));
+    dropped += all_zero;
+  }
+  // 200 samples: 0.25 +- 0.031.
+  CHECK(dropped / 200.0 == Approx(0.25).margin(0.1));
+}
+
+TEST_CASE("dropout", "[gradcheck]") {
+  auto f = [](const std::vector<Tensor>& in) {
+    Generator gen(7);  // re-seeded on each call: every evaluation draws the same mask
+    return dropout(in[0], 0.4, true, gen);
+  };
+  CHECK(gradcheck(f, {leaf64({4, 5}, 30)}));
+}
+
+TEST_CASE("drop_path", "[gradcheck]") {
+  auto f = [](const std::vector<Tensor>& in) {
+    Generator gen(8);
+    return drop_path(in[0], 0.5, true, gen);
+  };
+  CHECK(gradcheck(f, {leaf64({6, 2, 2}, 31)}));
+}
+
+// ---- conv2d and patches ----
+
+TEST_CASE("conv2d matches PyTorch values", "[conv]") {
+  Tensor x = div(arange(0, 18, 1, DType::Float64), 10.0);
+  x = reshape(x, {1, 2, 3, 3});
+  Tensor w = reshape(div(sub(arange(0, 16, 1, DType::Float64), 8.0), 10.0), {2, 2, 2, 2});
+  Tensor b = tensor({0.5, -1.0}, {2}, DType::Float64);
+  // PyTorch 1.13: F.conv2d(x, w, b, stride=1, padding=1) and stride=2, padding=1.
+  check_values(conv2d(x, w, b, 1, 1),
+               {0.41,  0.17,  0.03,  0.16,  -0.04, -0.98, -1.34, -0.68, -0.52, -2.06, -2.42,
+                -1.28, -0.37, -1.55, -1.77, -0.82, -0.37, 0.27,  0.45,  -0.30, 0.38,  1.68,
+                1.96,  0.38,  0.86,  2.52,  2.8,   0.74,  -0.19, 0.47,  0.57,  -0.32},
+               1e-12);
+  check_values(conv2d(x, w, b, 2, 1), {0.41, 0.03, -0.52, -2.42, -0.37, 0.45, 0.86, 2.8}, 1e-12);
+  CHECK_THROWS_WITH(conv2d(x, ones({2, 3, 2, 2}, DType::Float64)),
+                    "[conv2d] input (1,2,3,3) (B, C, H, W) does not match weight (2,3,2,2) "
+                    "(Cout, C, kH, kW)");
+}
+
+TEST_CASE("patchify orders patches row-major and each patch as (c, y, x)", "[conv]") {
+  Tensor x = reshape(arange(0, 32), {1, 2, 4, 4});  // x[c][y][x] = 16c + 4y + x
+  Tensor p = patchify(x, 2);
+  REQUIRE(p.shape() == Shape{1, 4, 8});
+  // Patch 1 is the top-right 2x2 block: channel 0 then channel 1 (by hand).
+  CHECK(slice(p, 1, 1, 2).to_vector() == std::vector<float>{2, 3, 6, 7, 18, 19, 22, 23});
+  CHECK(unpatchify(p, 2, 4, 4).to_vector() == x.to_vector());
+  CHECK_THROWS_WITH(patchify(ones({1, 3, 6, 8}), 4),
+                    "[patchify] image (1,3,6,8) is not divisible into 4x4 patches");
+  CHECK_THROWS_WITH(unpatchify(ones({1, 3, 8}), 2, 4, 4),
+                    "[unpatchify] patches (1,3,8) do not tile a 4x4 image with 2x2 patches");
+}
+
+TEST_CASE("conv2d", "[gradcheck]") {
+  auto f = [](std::int64_t s, std::int64_t p) {
+    return [s, p](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], s, p); };
+  };
+  SECTION("stride 1 with padding, multiple channels") {
+    CHECK(
+        gradcheck(f(1, 1), {leaf64({2, 2, 3, 3}, 32), leaf64({3, 2, 2, 2}, 33), leaf64({3}, 34)}));
+  }
+  SECTION("stride 2, 3x3 kernel, padding 1") {
+    CHECK(
+        gradcheck(f(2, 1), {leaf64({1, 2, 4, 4}, 35), leaf64({2, 2, 3, 3}, 36), leaf64({2}, 37)}));
+  }
+  SECTION("stride = kernel (patch fast path)") {
+    CHECK(
+        gradcheck(f(2, 0), {leaf64({2, 3, 4, 4}, 38), leaf64({4, 3, 2, 2}, 39), leaf64({4}, 40)}));
+  }
+  SECTION("no bias, non-contiguous input") {
+    auto g = [](const std::vector<Tensor>& in) {
+      return conv2d(transpose(in[0], 2, 3), in[1], Tensor(), 1, 0);
+    };
+    CHECK(gradcheck(g, {leaf64({1, 2, 3, 4}, 41), leaf64({2, 2, 2, 2}, 42)}));
+  }
+}
+
+TEST_CASE("patchify", "[gradcheck]") {
+  CHECK(gradcheck([](const auto& in) { return patchify(in[0], 2); }, {leaf64({1, 2, 4, 4}, 43)}));
+  CHECK(gradcheck([](const auto& in) { return unpatchify(in[0], 2, 2, 4); },
+                  {leaf64({2, 2, 12}, 44)}));
+}
+
+TEST_CASE("conv2d patch fast path = im2col path = patchify + linear", "[conv]") {
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    INFO(dtype_name(dt));
+    const double tol = dt == DType::Float32 ? 1e-4 : 1e-11;
+    std::vector<Tensor> in{leaf({3, 3, 8, 8}, 45, dt), leaf({16, 3, 4, 4}, 46, dt),
+                           leaf({16}, 47, dt)};
+    auto fast = run_with_grads([](const auto& v) { return conv2d(v[0], v[1], v[2], 4); }, in);
+    auto general =
+        run_with_grads([](const auto& v) { return conv2d_im2col(v[0], v[1], v[2], 4); }, in);
+    CHECK(compare(fast, general, tol) == "");
+    // Tokens (B, N, D) = patchify(x) W2^T + b, compared through the same (B, D, Hp, Wp) view.
+    auto tokens = run_with_grads(
+        [](const auto& v) {
+          Tensor t = linear(patchify(v[0], 4), reshape(v[1], {16, 48}), v[2]);  // (B, 4, 16)
+          return reshape(transpose(t, 1, 2), {3, 16, 2, 2});
+        },
+        in);
+    CHECK(compare(fast, tokens, tol) == "");
+  }
+  // The output is a channels-last view: flatten(2).transpose(1, 2) to tokens is contiguous.
+  Tensor y = conv2d(ones({2, 3, 8, 8}), ones({5, 3, 4, 4}), Tensor(), 4);
+  CHECK(transpose(flatten(y, 2), 1, 2).is_contiguous());
+}
+
+namespace {
+// cat({first, rest}, 1) for (B, 1, D) and (B, N, D), written as two products with 0/1 selection
+// matrices: pw::cat is declared in ops/shape.h but not implemented yet (switch to it when it is).
+Tensor cat_tokens(const Tensor& first, const Tensor& rest) {
+  const std::int64_t N = rest.shape()[1];
+  std::vector<double> e0(static_cast<std::size_t>(N + 1), 0.0),
+      e1(static_cast<std::size_t>((N + 1) * N), 0.0);
+  e0[0] = 1;
+  for (std::int64_t i = 0; i < N; ++i) e1[(i + 1) * N + i] = 1;
+  return add(matmul(from_vector(e0, {N + 1, 1}), first), matmul(from_vector(e1, {N + 1, N}), rest));
+}
+}  // namespace
+
+TEST_CASE("the cls-token and position-embedding pattern carries gradients", "[conv]") {
+  // tokens (B, N, D); cls (1, 1, D) expanded over the batch and put first; pos (1, N+1, D)
+  // broadcast over the batch. d/dcls sums over the batch, d/dpos too.
+  auto f = [](const std::vector<Tensor>& in) {
+    const Tensor& tokens = in[0];
+    Tensor cls = expand(in[1], {2, 1, 3});
+    return add(cat_tokens(cls, tokens), in[2]);
+  };
+  CHECK(gradcheck(f, {leaf64({2, 2, 3}, 48), leaf64({1, 1, 3}, 49), leaf64({1, 3, 3}, 50)}));
+  std::vector<Tensor> in{leaf64({2, 2, 3}, 48), leaf64({1, 1, 3}, 49), leaf64({1, 3, 3}, 50)};
+  auto r = run_with_grads(f, in);
+  // With upstream gradient G: dcls = G[0,0,:] + G[1,0,:], dpos = G[0] + G[1].
+  Generator g(99);
+  Tensor G = randn({2, 3, 3}, g, DType::Float64);
+  CHECK(max_abs_diff(r.grads[1], sum(slice(G, 1, 0, 1), {0}, true)) < 1e-12);
+  CHECK(max_abs_diff(r.grads[2], sum(G, {0}, true)) < 1e-12);
+}
