@@ -92,7 +92,7 @@ void attention_forward(const Operand& q, const Operand& k, const Operand& v, con
     // Per-thread scratch: S/P when P is not kept, and the dropped Pd.
     std::vector<T> s_buf(probs ? 0 : static_cast<std::size_t>(Nq * Nk));
     std::vector<T> d_buf(drop ? static_cast<std::size_t>(Nq * Nk) : 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (std::int64_t pair = 0; pair < B * H; ++pair) {
       const std::int64_t b = pair / H, h = pair % H;
       T* S = probs ? probs + pair * Nq * Nk : s_buf.data();
@@ -151,7 +151,7 @@ void attention_backward(const Tensor& g, const Operand& q, const Operand& k, con
   {
     std::vector<T> dp(static_cast<std::size_t>(Nq * Nk));
     std::vector<T> pd_buf(drop && dv.defined() ? static_cast<std::size_t>(Nq * Nk) : 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (std::int64_t pair = 0; pair < B * H; ++pair) {
       const std::int64_t b = pair / H, h = pair % H;
       const T* P = probs + pair * Nq * Nk;
