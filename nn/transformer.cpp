@@ -40,13 +40,10 @@ Tensor Attention::forward(const Tensor& x, const Tensor& mask) {
   PW_CHECK(x.dim() == 3 && x.shape()[2] == cfg.dim, "[Attention] expected input (B, N, {}), got {}",
            cfg.dim, shape_str(x.shape()));
   const std::int64_t B = x.shape()[0], N = x.shape()[1], H = cfg.heads, Dh = cfg.head_dim;
-  // (B, N, 3*H*Dh) -> (3, B, H, N, Dh): views, no copies; attention reads the strides.
-  Tensor qkv_out = permute(reshape(qkv->forward(x), {B, N, 3, H, Dh}), {2, 0, 3, 1, 4});
-  Tensor q = squeeze(slice(qkv_out, 0, 0, 1), 0);
-  Tensor k = squeeze(slice(qkv_out, 0, 1, 2), 0);
-  Tensor v = squeeze(slice(qkv_out, 0, 2, 3), 0);
-  AttentionResult r = scaled_dot_product_attention(q, k, v, mask, false, is_training() ? cfg.attn_drop : 0.0,
-                                                   std::nullopt, keep_attention, default_generator());
+  // The packed kernel reads q, k, v out of the (B, N, 3*H*Dh) projection in place.
+  AttentionResult r = scaled_dot_product_attention_packed(qkv->forward(x), H, mask, false,
+                                                          is_training() ? cfg.attn_drop : 0.0, std::nullopt,
+                                                          keep_attention, default_generator());
   if (keep_attention) last_attention = r.probs;
   // (B, H, N, Dh) -> (B, N, H*Dh)
   Tensor y = reshape(permute(r.output, {0, 2, 1, 3}), {B, N, H * Dh});

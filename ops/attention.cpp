@@ -20,6 +20,9 @@
 #include <cmath>
 #include <limits>
 
+#include <array>
+#include <functional>
+
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
@@ -192,11 +195,19 @@ void attention_backward(const Tensor& g, const Operand& q, const Operand& k, con
 
 }  // namespace
 
-AttentionResult scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in,
-                                             const Tensor& v_in, const Tensor& mask,
-                                             bool mask_is_bool, double dropout_p,
-                                             std::optional<double> scale_opt, bool return_probs,
-                                             Generator& gen) {
+namespace {
+
+// Forward of both entry points: checks, dropout mask, the fused kernel. `inputs` are what the
+// graph node is recorded on (q, k, v, or the packed qkv); `make_grads` allocates the gradient
+// buffers and returns (dq, dk, dv views into them, the gradients of `inputs`).
+using GradBuffers = std::pair<std::array<Tensor, 3>, std::vector<Tensor>>;
+using MakeGrads = std::function<GradBuffers(const Node&, std::int64_t B, std::int64_t H, std::int64_t Nq,
+                                            std::int64_t Nk, std::int64_t Dh, std::int64_t Dv, DType dt)>;
+
+AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                          const Tensor& mask, bool mask_is_bool, double dropout_p,
+                          std::optional<double> scale_opt, bool return_probs, Generator& gen,
+                          const std::vector<Tensor>& inputs, MakeGrads make_grads) {
   const char* op = "scaled_dot_product_attention";
   const bool shapes_ok = q_in.dim() == 4 && k_in.dim() == 4 && v_in.dim() == 4 &&
                          k_in.shape()[0] == q_in.shape()[0] && v_in.shape()[0] == q_in.shape()[0] &&
@@ -246,7 +257,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q_in, const Tensor& k
   }
 
   const Operand q = operand(q_in), k = operand(k_in), v = operand(v_in);
-  const bool grad = needs_grad({q_in, k_in, v_in});
+  const bool grad = needs_grad(inputs);
   Tensor probs = grad || return_probs ? empty({B, H, Nq, Nk}, dt) : Tensor();
   Tensor out = empty_bnhd(B, H, Nq, Dv, dt);
   PW_DISPATCH(dt, [&] {
@@ -261,8 +272,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q_in, const Tensor& k
       layout_only.t = Tensor();
       return std::make_pair(SavedTensor(o.t), layout_only);
     };
-    record(op, out, {q_in, k_in, v_in},
-           [sq = saved(q), sk = saved(k), sv = saved(v), sp = SavedTensor(probs), drop, scale](
+    record(op, out, inputs,
+           [sq = saved(q), sk = saved(k), sv = saved(v), sp = SavedTensor(probs), drop, scale,
+            make_grads = std::move(make_grads)](
                const Tensor& g, const Node& n) -> std::vector<Tensor> {
              // Re-fetch each operand through SavedTensor so in-place changes are caught.
              auto get = [](const std::pair<SavedTensor, Operand>& s) {
@@ -275,17 +287,55 @@ AttentionResult scaled_dot_product_attention(const Tensor& q_in, const Tensor& k
              const std::int64_t B = q.t.shape()[0], H = q.t.shape()[1], Nq = q.t.shape()[2],
                                 Dh = q.t.shape()[3], Nk = k.t.shape()[2], Dv = v.t.shape()[3];
              const DType dt = q.t.dtype();
-             Tensor dq = n.needs_input_grad(0) ? empty_bnhd(B, H, Nq, Dh, dt) : Tensor();
-             Tensor dk = n.needs_input_grad(1) ? empty_bnhd(B, H, Nk, Dh, dt) : Tensor();
-             Tensor dv = n.needs_input_grad(2) ? empty_bnhd(B, H, Nk, Dv, dt) : Tensor();
+             auto [views, grads] = make_grads(n, B, H, Nq, Nk, Dh, Dv, dt);
+             const auto& [dq, dk, dv] = views;
              PW_DISPATCH(dt, [&] {
                attention_backward<scalar_t>(g, q, k, v, drop.get(), static_cast<scalar_t>(scale),
                                             P.data<scalar_t>(), dq, dk, dv);
              });
-             return {dq, dk, dv};
+             return grads;
            });
   }
   return {out, return_probs ? probs : Tensor()};
+}
+
+}  // namespace
+
+AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                             const Tensor& mask, bool mask_is_bool, double dropout_p,
+                                             std::optional<double> scale, bool return_probs,
+                                             Generator& gen) {
+  return attention(q, k, v, mask, mask_is_bool, dropout_p, scale, return_probs, gen, {q, k, v},
+                   [](const Node& n, std::int64_t B, std::int64_t H, std::int64_t Nq, std::int64_t Nk,
+                      std::int64_t Dh, std::int64_t Dv, DType dt) -> GradBuffers {
+                     Tensor dq = n.needs_input_grad(0) ? empty_bnhd(B, H, Nq, Dh, dt) : Tensor();
+                     Tensor dk = n.needs_input_grad(1) ? empty_bnhd(B, H, Nk, Dh, dt) : Tensor();
+                     Tensor dv = n.needs_input_grad(2) ? empty_bnhd(B, H, Nk, Dv, dt) : Tensor();
+                     return {{dq, dk, dv}, {dq, dk, dv}};
+                   });
+}
+
+AttentionResult scaled_dot_product_attention_packed(const Tensor& qkv, std::int64_t heads,
+                                                    const Tensor& mask, bool mask_is_bool,
+                                                    double dropout_p, std::optional<double> scale,
+                                                    bool return_probs, Generator& gen) {
+  PW_CHECK(qkv.dim() == 3 && heads > 0 && qkv.shape()[2] % (3 * heads) == 0,
+           "[scaled_dot_product_attention_packed] expected qkv (B, N, 3*H*Dh) with H = {}, got {}",
+           heads, shape_str(qkv.shape()));
+  const Tensor x = qkv.is_contiguous() ? qkv : copy_contiguous(qkv);
+  const std::int64_t B = x.shape()[0], N = x.shape()[1], W = x.shape()[2], H = heads, Dh = W / (3 * H);
+  // q, k and v as (B, H, N, Dh) views of the packed rows: no copies, not recorded.
+  auto part = [B, N, W, H, Dh](const Tensor& t, std::int64_t i) {
+    return make_view(t, {B, H, N, Dh}, {N * W, Dh, W, 1}, t.offset() + i * H * Dh);
+  };
+  return attention(part(x, 0), part(x, 1), part(x, 2), mask, mask_is_bool, dropout_p, scale,
+                   return_probs, gen, {qkv},
+                   [part, shape = x.shape()](const Node&, std::int64_t, std::int64_t, std::int64_t,
+                                             std::int64_t, std::int64_t, std::int64_t, DType dt) -> GradBuffers {
+                     // The three gradients land in one buffer laid out like the input.
+                     Tensor dqkv = empty(shape, dt);
+                     return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};
+                   });
 }
 
 }  // namespace pw

@@ -204,3 +204,38 @@ TEST_CASE("attention errors name the op and the shapes", "[attention]") {
   CHECK_THROWS_WITH(scaled_dot_product_attention(x, x, x, Tensor(), false, 1.0),
                     Catch::Contains("dropout_p must be in [0, 1)"));
 }
+
+TEST_CASE("scaled_dot_product_attention_packed", "[gradcheck]") {
+  // qkv (B=2, N=3, 3*H*Dh) with H=2, Dh=2; the additive mask hides the last key of batch 1.
+  Generator g(21);
+  Tensor qkv = randn({2, 3, 12}, g, DType::Float64).requires_grad_();
+  Tensor mask = zeros({2, 1, 1, 3}, DType::Float64);
+  mask.data<double>()[5] = -1e9;
+  auto f = [&](const std::vector<Tensor>& in) {
+    return scaled_dot_product_attention_packed(in[0], 2, mask).output;
+  };
+  CHECK(gradcheck(f, {qkv}).ok);
+}
+
+TEST_CASE("packed attention equals attention on the split projection, forward and backward",
+          "[attention]") {
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    Generator g(22);
+    const std::int64_t B = 3, N = 5, H = 2, Dh = 4;
+    Tensor a = randn({B, N, 3 * H * Dh}, g, dt).requires_grad_();
+    Tensor b = copy_contiguous(a).requires_grad_();
+    Tensor go = randn({B, H, N, Dh}, g, dt);
+    AttentionResult packed = scaled_dot_product_attention_packed(a, H, Tensor(), false, 0.0, {}, true);
+    auto qkv = split_qkv(reshape(b, {B, N, 3, H, Dh}));
+    AttentionResult split = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], Tensor(), false, 0.0, {}, true);
+    CHECK(packed.output.to_vector<double>() == split.output.to_vector<double>());
+    CHECK(packed.probs.to_vector<double>() == split.probs.to_vector<double>());
+    sum(mul(packed.output, go)).backward();
+    sum(mul(split.output, go)).backward();
+    const auto ga = a.grad().to_vector<double>(), gb = b.grad().to_vector<double>();
+    REQUIRE(ga.size() == gb.size());
+    for (std::size_t i = 0; i < ga.size(); ++i) CHECK(ga[i] == Approx(gb[i]).margin(1e-6));
+  }
+  CHECK_THROWS_WITH(scaled_dot_product_attention_packed(zeros({2, 3, 10}), 2),
+                    Catch::Contains("expected qkv (B, N, 3*H*Dh) with H = 2, got (2,3,10)"));
+}
