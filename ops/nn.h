@@ -28,13 +28,14 @@ Tensor log_softmax(const Tensor& x, std::int64_t dim);
 enum class Reduction { None, Mean, Sum };
 // Cross-entropy of logits (B, C) with class indices (B) given as a float tensor of integer
 // values, fused with log_softmax; label_smoothing as torch.nn.functional.cross_entropy.
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::Mean,
-                     double label_smoothing = 0.0);
+Tensor cross_entropy(const Tensor& logits, const Tensor& target,
+                     Reduction reduction = Reduction::Mean, double label_smoothing = 0.0);
 // Same with probability (soft) targets of shape (B, C).
 Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
                           Reduction reduction = Reduction::Mean, double label_smoothing = 0.0);
 // Negative log-likelihood of log-probabilities (B, C) and class indices (B).
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction = Reduction::Mean);
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target,
+                Reduction reduction = Reduction::Mean);
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
 
 // ---- normalisation and regularisation ----
@@ -49,13 +50,19 @@ Tensor drop_path(const Tensor& x, double p, bool training, Generator& gen = defa
 // ---- convolution and patches ----
 // NCHW convolution; weight (Cout, Cin, kH, kW). Kernel == stride with no padding takes the
 // patch-embedding fast path: one reshape and one GEMM.
+// The output is a (B, Cout, Ho, Wo) view of channels-last memory (B, Ho, Wo, Cout), so that
+// flatten(2).transpose(1, 2) into (B, N, Cout) tokens is free.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               std::int64_t stride = 1, std::int64_t padding = 0);
+// conv2d always through the general im2col path (the fast path's reference in tests).
+Tensor conv2d_im2col(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                     std::int64_t stride = 1, std::int64_t padding = 0);
 // (B, C, H, W) -> (B, N, C*P*P), patches in row-major order, each in the conv weight's
 // (c, y, x) order.
 Tensor patchify(const Tensor& x, std::int64_t patch);
 // Inverse of patchify for an image of the given height and width.
-Tensor unpatchify(const Tensor& patches, std::int64_t patch, std::int64_t height, std::int64_t width);
+Tensor unpatchify(const Tensor& patches, std::int64_t patch, std::int64_t height,
+                  std::int64_t width);
 
 // ---- attention ----
 struct AttentionResult {
@@ -67,8 +74,9 @@ struct AttentionResult {
 // to (B, H, N, N)) or boolean-valued (1 = keep) when mask_is_bool; scale defaults to
 // 1/sqrt(Dh).
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                             const Tensor& mask = Tensor(), bool mask_is_bool = false,
-                                             double dropout_p = 0.0, std::optional<double> scale = {},
+                                             const Tensor& mask = Tensor(),
+                                             bool mask_is_bool = false, double dropout_p = 0.0,
+                                             std::optional<double> scale = {},
                                              bool return_probs = false,
                                              Generator& gen = default_generator());
 

@@ -10,11 +10,13 @@ using Dims = std::vector<std::int64_t>;
 
 Tensor sum(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
-// Max/min values; the gradient goes to the arg-max/min (split evenly between ties).
+// Max/min values (NaN if the reduced elements hold one); the gradient goes to the
+// arg-max/min (split evenly between ties).
 Tensor max(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 Tensor min(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 // Variance with Bessel's correction by default (torch.var's correction=1).
-Tensor var(const Tensor& x, const Dims& dims = {}, std::int64_t correction = 1, bool keepdim = false);
+Tensor var(const Tensor& x, const Dims& dims = {}, std::int64_t correction = 1,
+           bool keepdim = false);
 // log(sum(exp(x))) computed with the max subtracted first.
 Tensor logsumexp(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
 // Sums a broadcast gradient back down to `shape` (PyTorch's sum_to).

@@ -81,8 +81,12 @@ Tensor view_or_copy(const Tensor& x, const Shape& shape, bool allow_copy, const 
 
 }  // namespace
 
-Tensor reshape(const Tensor& x, const Shape& shape) { return view_or_copy(x, shape, true, "reshape"); }
-Tensor view(const Tensor& x, const Shape& shape) { return view_or_copy(x, shape, false, "view"); }
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  return view_or_copy(x, shape, true, "reshape");
+}
+Tensor view(const Tensor& x, const Shape& shape) {
+  return view_or_copy(x, shape, false, "view");
+}
 
 Tensor flatten(const Tensor& x, std::int64_t start_dim, std::int64_t end_dim) {
   if (x.dim() == 0) return reshape(x, {1});
@@ -99,7 +103,8 @@ Tensor flatten(const Tensor& x, std::int64_t start_dim, std::int64_t end_dim) {
 Tensor permute(const Tensor& x, const Shape& order) {
   const std::int64_t rank = x.dim();
   PW_CHECK(static_cast<std::int64_t>(order.size()) == rank,
-           "[permute] order {} does not match a tensor of shape {}", shape_str(order), shape_str(x.shape()));
+           "[permute] order {} does not match a tensor of shape {}", shape_str(order),
+           shape_str(x.shape()));
   Shape shape(order.size()), strides(order.size()), inverse(order.size());
   std::vector<bool> seen(order.size(), false);
   for (std::size_t i = 0; i < order.size(); ++i) {
@@ -119,13 +124,17 @@ Tensor permute(const Tensor& x, const Shape& order) {
 }
 
 Tensor transpose(const Tensor& x, std::int64_t dim0, std::int64_t dim1) {
+  const auto d0 = wrap_dim(dim0, x.dim(), "transpose"), d1 = wrap_dim(dim1, x.dim(), "transpose");
+  if (x.dim() == 0) return x;  // transpose(0, 0) of a scalar, as PyTorch allows
   Shape order(static_cast<std::size_t>(x.dim()));
   std::iota(order.begin(), order.end(), 0);
-  std::swap(order[wrap_dim(dim0, x.dim(), "transpose")], order[wrap_dim(dim1, x.dim(), "transpose")]);
+  std::swap(order[d0], order[d1]);
   return permute(x, order);
 }
 
-Tensor slice(const Tensor& x, std::int64_t dim, std::int64_t start, std::int64_t stop, std::int64_t step) {
+Tensor slice(const Tensor& x, std::int64_t dim, std::int64_t start, std::int64_t stop,
+             std::int64_t step) {
+  PW_CHECK(x.dim() > 0, "[slice] cannot slice a 0-dim tensor");
   const auto d = static_cast<std::size_t>(wrap_dim(dim, x.dim(), "slice"));
   PW_CHECK(step > 0, "[slice] step must be positive, got {}", step);
   const std::int64_t n = x.shape()[d];
@@ -138,37 +147,47 @@ Tensor slice(const Tensor& x, std::int64_t dim, std::int64_t start, std::int64_t
   strides[d] *= step;
   Tensor out = make_view(x, shape, strides, x.offset() + start * x.strides()[d]);
   if (needs_grad({x}))
-    record("slice", out, {x}, [shape = x.shape(), d, start, stop, step](const Tensor& g, const Node&) -> std::vector<Tensor> {
-      Tensor gx = zeros(shape, g.dtype());
-      copy_into(slice(gx, static_cast<std::int64_t>(d), start, stop, step), g);
-      return {gx};
-    });
+    record("slice", out, {x},
+           [shape = x.shape(), d, start, stop, step](const Tensor& g,
+                                                     const Node&) -> std::vector<Tensor> {
+             Tensor gx = zeros(shape, g.dtype());
+             copy_into(slice(gx, static_cast<std::int64_t>(d), start, stop, step), g);
+             return {gx};
+           });
   return out;
 }
 
 Tensor expand(const Tensor& x, const Shape& shape) {
   const std::size_t rank = shape.size(), r = x.shape().size();
-  PW_CHECK(rank >= r, "[expand] cannot expand shape {} to {}", shape_str(x.shape()), shape_str(shape));
+  PW_CHECK(rank >= r, "[expand] cannot expand shape {} to {}", shape_str(x.shape()),
+           shape_str(shape));
   Shape out_shape(rank), strides(rank, 0);
   for (std::size_t i = 0; i < rank; ++i) {
     const bool old = i >= rank - r;
     const std::int64_t have = old ? x.shape()[i - (rank - r)] : 1;
+    PW_CHECK(shape[i] >= 0 || (shape[i] == -1 && old),
+             "[expand] cannot expand shape {} to {}: -1 only keeps an existing dim, sizes must be "
+             ">= 0",
+             shape_str(x.shape()), shape_str(shape));
     const std::int64_t want = shape[i] == -1 ? have : shape[i];
-    PW_CHECK(have == want || have == 1, "[expand] cannot expand shape {} to {}", shape_str(x.shape()),
-             shape_str(shape));
+    PW_CHECK(have == want || have == 1, "[expand] cannot expand shape {} to {}",
+             shape_str(x.shape()), shape_str(shape));
     out_shape[i] = want;
     strides[i] = old && have == want ? x.strides()[i - (rank - r)] : 0;
   }
   if (out_shape == x.shape()) return x;
   Tensor out = make_view(x, out_shape, strides, x.offset());
   if (needs_grad({x}))
-    record("expand", out, {x}, [shape = x.shape()](const Tensor& g, const Node&) -> std::vector<Tensor> {
-      return {sum_to(g, shape)};
-    });
+    record("expand", out, {x},
+           [shape = x.shape()](const Tensor& g, const Node&) -> std::vector<Tensor> {
+             return {sum_to(g, shape)};
+           });
   return out;
 }
 
-Tensor broadcast_to(const Tensor& x, const Shape& shape) { return expand(x, shape); }
+Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+  return expand(x, shape);
+}
 
 Tensor squeeze(const Tensor& x) {
   Shape shape;
@@ -192,12 +211,15 @@ Tensor unsqueeze(const Tensor& x, std::int64_t dim) {
   return reshape(x, shape);
 }
 
-Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : clone(x); }
+Tensor contiguous(const Tensor& x) {
+  return x.is_contiguous() ? x : clone(x);
+}
 
 Tensor clone(const Tensor& x) {
   Tensor out = copy_contiguous(x);
   if (needs_grad({x}))
-    record("clone", out, {x}, [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g}; });
+    record("clone", out, {x},
+           [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g}; });
   return out;
 }
 

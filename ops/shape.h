@@ -32,6 +32,7 @@ Tensor clone(const Tensor& x);
 // Converts to another dtype (differentiable; the gradient is converted back).
 Tensor to(const Tensor& x, DType dtype);
 
+// ---- joins and splits (ops/join.cpp) and integer indexing (ops/index.cpp) ----
 // Joins tensors along an existing dim (cat) or a new one (stack).
 Tensor cat(const std::vector<Tensor>& xs, std::int64_t dim);
 Tensor stack(const std::vector<Tensor>& xs, std::int64_t dim);

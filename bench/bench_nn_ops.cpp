@@ -1,0 +1,218 @@
+// Forward and backward of the nn ops at the shapes of the `lite` ViT (B 128, N 65 tokens,
+// D 256, H 4 heads of Dh 64, MLP 512, C 10 classes, 4x4 patches of 32x32 images). Backward is
+// timed by calling the recorded node's apply() directly, so it excludes the forward and the
+// engine. Counters: GFLOP/s for GEMM-bound ops, GB/s (bytes read + written) for the others.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <cmath>
+
+#include "core/autograd.h"
+#include "ops/nn.h"
+#include "ops/shape.h"
+
+using namespace pw;
+
+namespace {
+
+constexpr std::int64_t kB = 128, kN = 65, kD = 256, kH = 4, kDh = 64, kMlp = 512, kC = 10;
+
+void set_gflops(benchmark::State& state, double flops) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+void set_gbps(benchmark::State& state, double bytes) {
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+Tensor randn_f(const Shape& s, std::uint64_t seed, bool grad = false) {
+  Generator g(seed);
+  Tensor t = randn(s, g);
+  if (grad) t.requires_grad_();
+  return t;
+}
+
+// Runs the backward rule of y's node with upstream gradient g, repeatedly.
+void time_backward(benchmark::State& state, const Tensor& y, const Tensor& g) {
+  NoGradGuard no_grad;
+  for (auto _ : state) {
+    auto grads = y.grad_fn()->apply(g);
+    benchmark::DoNotOptimize(grads.data());
+  }
+}
+
+// ---- reference: raw sgemm ----
+void BM_sgemm_1024(benchmark::State& state) {
+  const int n = 1024;
+  std::vector<float> a(n * n, 1.0f), b(n * n, 0.5f), c(n * n);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_gflops(state, 2.0 * n * n * n);
+}
+BENCHMARK(BM_sgemm_1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- matmul: the qkv projection's GEMM (B*N, D) @ (D, 3D) and its two backward GEMMs ----
+void BM_matmul_fwd(benchmark::State& state) {
+  Tensor a = randn_f({kB * kN, kD}, 1), b = randn_f({kD, 3 * kD}, 2);
+  for (auto _ : state) benchmark::DoNotOptimize(matmul(a, b));
+  set_gflops(state, 2.0 * kB * kN * kD * 3 * kD);
+}
+BENCHMARK(BM_matmul_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_matmul_bwd(benchmark::State& state) {
+  Tensor a = randn_f({kB * kN, kD}, 1, true), b = randn_f({kD, 3 * kD}, 2, true);
+  Tensor y = matmul(a, b);
+  time_backward(state, y, randn_f(y.shape(), 3));
+  set_gflops(state, 2 * 2.0 * kB * kN * kD * 3 * kD);  // dA = G B^T and dB = A^T G
+}
+BENCHMARK(BM_matmul_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- linear: the MLP's first layer (B, N, D) -> (B, N, 512) ----
+void BM_linear_fwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kN, kD}, 1), w = randn_f({kMlp, kD}, 2), b = randn_f({kMlp}, 3);
+  for (auto _ : state) benchmark::DoNotOptimize(linear(x, w, b));
+  set_gflops(state, 2.0 * kB * kN * kD * kMlp);
+}
+BENCHMARK(BM_linear_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_linear_bwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kN, kD}, 1, true), w = randn_f({kMlp, kD}, 2, true),
+         b = randn_f({kMlp}, 3, true);
+  Tensor y = linear(x, w, b);
+  time_backward(state, y, randn_f(y.shape(), 4));
+  set_gflops(state, 2 * 2.0 * kB * kN * kD * kMlp);
+}
+BENCHMARK(BM_linear_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- softmax over the attention rows (B*H*N, N) ----
+void BM_softmax_fwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kH, kN, kN}, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(softmax(x, -1));
+  set_gbps(state, 2.0 * 4 * x.numel());
+}
+BENCHMARK(BM_softmax_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_softmax_bwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kH, kN, kN}, 1, true);
+  Tensor y = softmax(x, -1);
+  time_backward(state, y, randn_f(y.shape(), 2));
+  set_gbps(state, 3.0 * 4 * x.numel());
+}
+BENCHMARK(BM_softmax_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- layer_norm over D for B*N rows ----
+void BM_layer_norm_fwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kN, kD}, 1), w = randn_f({kD}, 2), b = randn_f({kD}, 3);
+  for (auto _ : state) benchmark::DoNotOptimize(layer_norm(x, {kD}, w, b));
+  set_gbps(state, 2.0 * 4 * x.numel());
+}
+BENCHMARK(BM_layer_norm_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_layer_norm_bwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kN, kD}, 1, true), w = randn_f({kD}, 2, true), b = randn_f({kD}, 3, true);
+  Tensor y = layer_norm(x, {kD}, w, b);
+  time_backward(state, y, randn_f(y.shape(), 4));
+  set_gbps(state, 3.0 * 4 * x.numel());
+}
+BENCHMARK(BM_layer_norm_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- gelu on the MLP hidden layer (B, N, 512) ----
+void BM_gelu_fwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kN, kMlp}, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(gelu(x));
+  set_gbps(state, 2.0 * 4 * x.numel());
+}
+BENCHMARK(BM_gelu_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_gelu_bwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kN, kMlp}, 1, true);
+  Tensor y = gelu(x);
+  time_backward(state, y, randn_f(y.shape(), 2));
+  set_gbps(state, 3.0 * 4 * x.numel());
+}
+BENCHMARK(BM_gelu_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- cross_entropy on the classifier logits (B, C) ----
+void BM_cross_entropy_fwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kC}, 1);
+  std::vector<float> t(kB);
+  for (std::int64_t i = 0; i < kB; ++i) t[i] = static_cast<float>(i % kC);
+  Tensor target = from_vector(t, {kB});
+  for (auto _ : state) benchmark::DoNotOptimize(cross_entropy(x, target, Reduction::Mean, 0.1));
+  set_gbps(state, 4.0 * kB * kC);
+}
+BENCHMARK(BM_cross_entropy_fwd)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_cross_entropy_bwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, kC}, 1, true);
+  std::vector<float> t(kB);
+  for (std::int64_t i = 0; i < kB; ++i) t[i] = static_cast<float>(i % kC);
+  Tensor y = cross_entropy(x, from_vector(t, {kB}), Reduction::Mean, 0.1);
+  time_backward(state, y, full({}, 1.0));
+  set_gbps(state, 2.0 * 4 * kB * kC);
+}
+BENCHMARK(BM_cross_entropy_bwd)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// ---- conv2d as the patch embedding: (B, 3, 32, 32), 4x4 patches to D ----
+void BM_conv2d_patch_fwd(benchmark::State& state) {
+  Tensor x = randn_f({kB, 3, 32, 32}, 1), w = randn_f({kD, 3, 4, 4}, 2), b = randn_f({kD}, 3);
+  for (auto _ : state) benchmark::DoNotOptimize(conv2d(x, w, b, 4));
+  set_gflops(state, 2.0 * kB * 64 * kD * 48);
+}
+BENCHMARK(BM_conv2d_patch_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_conv2d_patch_bwd(benchmark::State& state) {
+  // As in training: the image needs no gradient, the weight and bias do.
+  Tensor x = randn_f({kB, 3, 32, 32}, 1), w = randn_f({kD, 3, 4, 4}, 2, true),
+         b = randn_f({kD}, 3, true);
+  Tensor y = conv2d(x, w, b, 4);
+  time_backward(state, y, randn_f(y.shape(), 4));
+  set_gflops(state, 2.0 * kB * 64 * kD * 48);
+}
+BENCHMARK(BM_conv2d_patch_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- attention at (B, H, N, Dh) = (128, 4, 65, 64) ----
+// q, k, v as strided views of one (B, N, 3, H, Dh) projection (arg 1) or contiguous (arg 0).
+std::vector<Tensor> attention_inputs(bool from_qkv, bool grad) {
+  if (from_qkv) {
+    Tensor qkv = randn_f({kB, kN, 3, kH, kDh}, 1, grad);
+    Tensor p = permute(qkv, {2, 0, 3, 1, 4});
+    return {squeeze(slice(p, 0, 0, 1), 0), squeeze(slice(p, 0, 1, 2), 0),
+            squeeze(slice(p, 0, 2, 3), 0)};
+  }
+  return {randn_f({kB, kH, kN, kDh}, 1, grad), randn_f({kB, kH, kN, kDh}, 2, grad),
+          randn_f({kB, kH, kN, kDh}, 3, grad)};
+}
+
+void BM_attention_fwd(benchmark::State& state) {
+  auto in = attention_inputs(state.range(0) != 0, false);
+  for (auto _ : state)
+    benchmark::DoNotOptimize(scaled_dot_product_attention(in[0], in[1], in[2]).output);
+  set_gflops(state, 2 * 2.0 * kB * kH * kN * kN * kDh);
+}
+BENCHMARK(BM_attention_fwd)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_attention_bwd(benchmark::State& state) {
+  auto in = attention_inputs(state.range(0) != 0, true);
+  Tensor y = scaled_dot_product_attention(in[0], in[1], in[2]).output;
+  time_backward(state, y, randn_f(y.shape(), 4));
+  set_gflops(state, 4 * 2.0 * kB * kH * kN * kN * kDh);
+}
+BENCHMARK(BM_attention_bwd)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The same attention forward composed of matmul + softmax + matmul, for comparison.
+void BM_attention_composed_fwd(benchmark::State& state) {
+  auto in = attention_inputs(false, false);
+  for (auto _ : state) {
+    Tensor s = softmax(matmul(in[0], transpose(in[1], -1, -2)), -1);
+    benchmark::DoNotOptimize(matmul(s, in[2]));
+  }
+  set_gflops(state, 2 * 2.0 * kB * kH * kN * kN * kDh);
+}
+BENCHMARK(BM_attention_composed_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace

@@ -1,0 +1,291 @@
+// scaled_dot_product_attention: one fused forward kernel and one fused backward kernel, each
+// an OpenMP loop over the B*H (batch, head) pairs. Within a pair (q: Nq x Dh, k: Nk x Dh,
+// v: Nk x Dv), small single-threaded GEMMs and one pass over the rows of S:
+//
+//   forward:  S = scale q k^T + mask,  P = softmax_rows(S),  Pd = dropout(P),  O = Pd v
+//   backward: dV = Pd^T dO,  dPd = dO v^T,  dP = dropout(dPd),  dS = P * (dP - rowsum(dP * P)),
+//             dQ = scale dS k,  dK = scale dS^T q
+//
+// q/k/v are read in place through their strides (a (B, N, 3, H, Dh) qkv projection permuted to
+// (3, B, H, N, Dh) has rows Dh apart with ld 3*H*Dh), so no copy is made for them. O and the
+// gradients are written in (B, N, H, D) memory order and returned as (B, H, N, D) views, so
+// that the usual transpose(1, 2).reshape(B, N, H*D) that follows is free.
+// OpenBLAS built for OpenMP runs one thread when called inside a parallel region, so the
+// per-pair GEMMs do not oversubscribe the cores.
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/autograd.h"
+#include "core/parallel.h"
+#include "ops/blas.h"
+#include "ops/kernels.h"
+#include "ops/nn.h"
+
+namespace pw {
+namespace {
+
+using blas::Layout;
+
+// One (B, H, N, D) operand as BLAS sees each of its B*H matrices.
+struct Operand {
+  Tensor t;  // the tensor read (the input, or its copy when no dim has unit stride)
+  Layout lay;
+  std::int64_t sb = 0, sh = 0;  // element strides between batches and heads
+
+  std::int64_t offset(std::int64_t b, std::int64_t h) const { return b * sb + h * sh; }
+};
+
+Operand operand(const Tensor& x) {
+  Operand o;
+  auto lay = blas::layout_of(x);
+  o.t = lay ? x : copy_contiguous(x);
+  o.lay = lay ? *lay : *blas::layout_of(o.t);
+  o.sb = o.t.strides()[0];
+  o.sh = o.t.strides()[1];
+  return o;
+}
+
+// The layout of X^T given the layout of X: the same memory read with the other flag.
+Layout transposed(Layout l) {
+  return {l.trans == CblasNoTrans ? CblasTrans : CblasNoTrans, l.ld};
+}
+
+// A (B, H, N, D) tensor stored in (B, N, H, D) order.
+Tensor empty_bnhd(std::int64_t B, std::int64_t H, std::int64_t N, std::int64_t D, DType dt) {
+  Tensor base = empty({B, N, H, D}, dt);
+  return make_view(base, {B, H, N, D}, {N * H * D, D, H * D, 1}, 0);
+}
+
+struct MaskView {
+  Tensor t;
+  Shape strides;  // broadcast strides over (B, H, Nq, Nk)
+  bool is_bool = false;
+};
+
+struct DropoutMask {
+  std::vector<std::uint8_t> keep;  // (B, H, Nq, Nk), 1 = kept
+  double scale = 1.0;              // 1 / (1 - p)
+};
+
+template <typename T>
+void attention_forward(const Operand& q, const Operand& k, const Operand& v, const MaskView* mask,
+                       const DropoutMask* drop, T scale, T* probs, const Tensor& out) {
+  const std::int64_t B = q.t.shape()[0], H = q.t.shape()[1], Nq = q.t.shape()[2],
+                     Dh = q.t.shape()[3], Nk = k.t.shape()[2], Dv = v.t.shape()[3];
+  const T* pq = q.t.data<T>();
+  const T* pk = k.t.data<T>();
+  const T* pv = v.t.data<T>();
+  const T* pm = mask ? mask->t.data<T>() : nullptr;
+  T* po = out.data<T>();
+  const std::int64_t ldo = out.strides()[2];
+  const Layout kt = transposed(k.lay);
+  // Tiny problems (tests) run on one thread: a parallel region would cost more than the work.
+  const bool par = B * H * Nq * Nk * std::max(Dh, Dv) >= kParallelGrain;
+#pragma omp parallel if (par)
+  {
+    // Per-thread scratch: S/P when P is not kept, and the dropped Pd.
+    std::vector<T> s_buf(probs ? 0 : static_cast<std::size_t>(Nq * Nk));
+    std::vector<T> d_buf(drop ? static_cast<std::size_t>(Nq * Nk) : 0);
+#pragma omp for schedule(static)
+    for (std::int64_t pair = 0; pair < B * H; ++pair) {
+      const std::int64_t b = pair / H, h = pair % H;
+      T* S = probs ? probs + pair * Nq * Nk : s_buf.data();
+      blas::gemm(q.lay.trans, kt.trans, Nq, Nk, Dh, scale, pq + q.offset(b, h), q.lay.ld,
+                 pk + k.offset(b, h), kt.ld, T(0), S, Nk);
+      for (std::int64_t i = 0; i < Nq; ++i) {
+        T* row = S + i * Nk;
+        if (pm) {
+          const T* mrow = pm + b * mask->strides[0] + h * mask->strides[1] + i * mask->strides[2];
+          const std::int64_t mj = mask->strides[3];
+          if (mask->is_bool) {
+            for (std::int64_t j = 0; j < Nk; ++j)
+              if (mrow[j * mj] == T(0)) row[j] = -std::numeric_limits<T>::infinity();
+          } else {
+            for (std::int64_t j = 0; j < Nk; ++j) row[j] += mrow[j * mj];
+          }
+        }
+        T m = -std::numeric_limits<T>::infinity();
+        for (std::int64_t j = 0; j < Nk; ++j) m = std::max(m, row[j]);
+        if (m == -std::numeric_limits<T>::infinity()) {
+          std::fill(row, row + Nk, T(0));  // a fully masked row attends to nothing
+          continue;
+        }
+        T sum = 0;
+        for (std::int64_t j = 0; j < Nk; ++j) sum += (row[j] = std::exp(row[j] - m));
+        const T inv = T(1) / sum;
+        for (std::int64_t j = 0; j < Nk; ++j) row[j] *= inv;
+      }
+      const T* Pd = S;
+      if (drop) {
+        const std::uint8_t* keep = drop->keep.data() + pair * Nq * Nk;
+        const T ds = static_cast<T>(drop->scale);
+        for (std::int64_t e = 0; e < Nq * Nk; ++e) d_buf[e] = keep[e] ? S[e] * ds : T(0);
+        Pd = d_buf.data();
+      }
+      blas::gemm(CblasNoTrans, v.lay.trans, Nq, Dv, Nk, T(1), Pd, Nk, pv + v.offset(b, h), v.lay.ld,
+                 T(0), po + b * out.strides()[0] + h * out.strides()[1], ldo);
+    }
+  }
+}
+
+template <typename T>
+void attention_backward(const Tensor& g, const Operand& q, const Operand& k, const Operand& v,
+                        const DropoutMask* drop, T scale, const T* probs, const Tensor& dq,
+                        const Tensor& dk, const Tensor& dv) {
+  const std::int64_t B = q.t.shape()[0], H = q.t.shape()[1], Nq = q.t.shape()[2],
+                     Dh = q.t.shape()[3], Nk = k.t.shape()[2], Dv = v.t.shape()[3];
+  const Operand go = operand(g);
+  const T* pg = go.t.data<T>();
+  const T* pq = q.t.data<T>();
+  const T* pk = k.t.data<T>();
+  const T* pv = v.t.data<T>();
+  const Layout vt = transposed(v.lay);
+  auto out_ptr = [](const Tensor& t, std::int64_t b, std::int64_t h) {
+    return t.defined() ? t.data<T>() + b * t.strides()[0] + h * t.strides()[1] : nullptr;
+  };
+  const bool par = B * H * Nq * Nk * std::max(Dh, Dv) >= kParallelGrain;
+#pragma omp parallel if (par)
+  {
+    std::vector<T> dp(static_cast<std::size_t>(Nq * Nk));
+    std::vector<T> pd_buf(drop && dv.defined() ? static_cast<std::size_t>(Nq * Nk) : 0);
+#pragma omp for schedule(static)
+    for (std::int64_t pair = 0; pair < B * H; ++pair) {
+      const std::int64_t b = pair / H, h = pair % H;
+      const T* P = probs + pair * Nq * Nk;
+      const T* dO = pg + go.offset(b, h);
+      const std::uint8_t* keep = drop ? drop->keep.data() + pair * Nq * Nk : nullptr;
+      const T ds = drop ? static_cast<T>(drop->scale) : T(1);
+      if (dv.defined()) {
+        // dV (Nk, Dv) = Pd^T dO with Pd the dropped probabilities used by the forward.
+        const T* Pd = P;
+        if (keep) {
+          for (std::int64_t e = 0; e < Nq * Nk; ++e) pd_buf[e] = keep[e] ? P[e] * ds : T(0);
+          Pd = pd_buf.data();
+        }
+        blas::gemm(CblasTrans, go.lay.trans, Nk, Dv, Nq, T(1), Pd, Nk, dO, go.lay.ld, T(0),
+                   out_ptr(dv, b, h), dv.strides()[2]);
+      }
+      if (!dq.defined() && !dk.defined()) continue;
+      // dP (Nq, Nk) = dO v^T, through the dropout mask.
+      blas::gemm(go.lay.trans, vt.trans, Nq, Nk, Dv, T(1), dO, go.lay.ld, pv + v.offset(b, h),
+                 vt.ld, T(0), dp.data(), Nk);
+      for (std::int64_t i = 0; i < Nq; ++i) {
+        T* r = dp.data() + i * Nk;
+        const T* p = P + i * Nk;
+        if (keep)
+          for (std::int64_t j = 0; j < Nk; ++j) r[j] = keep[i * Nk + j] ? r[j] * ds : T(0);
+        T dot = 0;
+        for (std::int64_t j = 0; j < Nk; ++j) dot += r[j] * p[j];
+        for (std::int64_t j = 0; j < Nk; ++j) r[j] = p[j] * (r[j] - dot);  // dS
+      }
+      if (dq.defined())
+        blas::gemm(CblasNoTrans, k.lay.trans, Nq, Dh, Nk, scale, dp.data(), Nk, pk + k.offset(b, h),
+                   k.lay.ld, T(0), out_ptr(dq, b, h), dq.strides()[2]);
+      if (dk.defined())
+        blas::gemm(CblasTrans, q.lay.trans, Nk, Dh, Nq, scale, dp.data(), Nk, pq + q.offset(b, h),
+                   q.lay.ld, T(0), out_ptr(dk, b, h), dk.strides()[2]);
+    }
+  }
+}
+
+}  // namespace
+
+AttentionResult scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in,
+                                             const Tensor& v_in, const Tensor& mask,
+                                             bool mask_is_bool, double dropout_p,
+                                             std::optional<double> scale_opt, bool return_probs,
+                                             Generator& gen) {
+  const char* op = "scaled_dot_product_attention";
+  const bool shapes_ok = q_in.dim() == 4 && k_in.dim() == 4 && v_in.dim() == 4 &&
+                         k_in.shape()[0] == q_in.shape()[0] && v_in.shape()[0] == q_in.shape()[0] &&
+                         k_in.shape()[1] == q_in.shape()[1] && v_in.shape()[1] == q_in.shape()[1] &&
+                         k_in.shape()[3] == q_in.shape()[3] && v_in.shape()[2] == k_in.shape()[2];
+  PW_CHECK(shapes_ok, "[{}] expected q (B,H,Nq,Dh), k (B,H,Nk,Dh), v (B,H,Nk,Dv), got {}, {}, {}",
+           op, shape_str(q_in.shape()), shape_str(k_in.shape()), shape_str(v_in.shape()));
+  const DType dt = kernels::common_dtype(op, {q_in, k_in, v_in});
+  PW_CHECK(dropout_p >= 0 && dropout_p < 1, "[{}] dropout_p must be in [0, 1), got {}", op,
+           dropout_p);
+  const std::int64_t B = q_in.shape()[0], H = q_in.shape()[1], Nq = q_in.shape()[2],
+                     Dh = q_in.shape()[3], Nk = k_in.shape()[2], Dv = v_in.shape()[3];
+  PW_CHECK(B * H * Nq * Nk * Dh * Dv > 0, "[{}] empty inputs {}, {}, {}", op,
+           shape_str(q_in.shape()), shape_str(k_in.shape()), shape_str(v_in.shape()));
+  const double scale = scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(Dh));
+
+  MaskView mv;
+  if (mask.defined()) {
+    const Shape full{B, H, Nq, Nk};
+    bool ok = mask.dim() <= 4;
+    for (std::int64_t i = 0; ok && i < mask.dim(); ++i) {
+      const std::int64_t m = mask.shape()[mask.dim() - 1 - i];
+      ok = m == 1 || m == full[3 - i];
+    }
+    PW_CHECK(ok, "[{}] mask {} does not broadcast to (B,H,Nq,Nk) = {}", op, shape_str(mask.shape()),
+             shape_str(full));
+    PW_CHECK(mask.dtype() == dt, "[{}] mask dtype {} differs from q's {}", op,
+             dtype_name(mask.dtype()), dtype_name(dt));
+    mv.t = mask;
+    mv.strides = kernels::broadcast_strides(mask, full);
+    mv.is_bool = mask_is_bool;
+  }
+
+  // The dropout mask is drawn sequentially before the parallel loop, so it depends only on the
+  // generator's state, not on the thread count.
+  std::shared_ptr<DropoutMask> drop;
+  if (dropout_p > 0) {
+    drop = std::make_shared<DropoutMask>();
+    drop->keep.resize(static_cast<std::size_t>(B * H * Nq * Nk));
+    drop->scale = 1.0 / (1.0 - dropout_p);
+    const auto threshold = static_cast<std::uint64_t>(dropout_p * 4294967296.0);
+    for (std::size_t e = 0; e < drop->keep.size(); e += 2) {
+      const std::uint64_t r = gen.next_u64();  // two 32-bit uniforms per draw
+      drop->keep[e] = (r & 0xffffffffu) >= threshold;
+      if (e + 1 < drop->keep.size()) drop->keep[e + 1] = (r >> 32) >= threshold;
+    }
+  }
+
+  const Operand q = operand(q_in), k = operand(k_in), v = operand(v_in);
+  const bool grad = needs_grad({q_in, k_in, v_in});
+  Tensor probs = grad || return_probs ? empty({B, H, Nq, Nk}, dt) : Tensor();
+  Tensor out = empty_bnhd(B, H, Nq, Dv, dt);
+  PW_DISPATCH(dt, [&] {
+    attention_forward<scalar_t>(q, k, v, mask.defined() ? &mv : nullptr, drop.get(),
+                                static_cast<scalar_t>(scale),
+                                probs.defined() ? probs.data<scalar_t>() : nullptr, out);
+  });
+  if (grad) {
+    // The operand's layout is kept; its tensor is held only through SavedTensor (detached).
+    auto saved = [](const Operand& o) {
+      Operand layout_only = o;
+      layout_only.t = Tensor();
+      return std::make_pair(SavedTensor(o.t), layout_only);
+    };
+    record(op, out, {q_in, k_in, v_in},
+           [sq = saved(q), sk = saved(k), sv = saved(v), sp = SavedTensor(probs), drop, scale](
+               const Tensor& g, const Node& n) -> std::vector<Tensor> {
+             // Re-fetch each operand through SavedTensor so in-place changes are caught.
+             auto get = [](const std::pair<SavedTensor, Operand>& s) {
+               Operand o = s.second;
+               o.t = s.first.get();
+               return o;
+             };
+             const Operand q = get(sq), k = get(sk), v = get(sv);
+             const Tensor P = sp.get();
+             const std::int64_t B = q.t.shape()[0], H = q.t.shape()[1], Nq = q.t.shape()[2],
+                                Dh = q.t.shape()[3], Nk = k.t.shape()[2], Dv = v.t.shape()[3];
+             const DType dt = q.t.dtype();
+             Tensor dq = n.needs_input_grad(0) ? empty_bnhd(B, H, Nq, Dh, dt) : Tensor();
+             Tensor dk = n.needs_input_grad(1) ? empty_bnhd(B, H, Nk, Dh, dt) : Tensor();
+             Tensor dv = n.needs_input_grad(2) ? empty_bnhd(B, H, Nk, Dv, dt) : Tensor();
+             PW_DISPATCH(dt, [&] {
+               attention_backward<scalar_t>(g, q, k, v, drop.get(), static_cast<scalar_t>(scale),
+                                            P.data<scalar_t>(), dq, dk, dv);
+             });
+             return {dq, dk, dv};
+           });
+  }
+  return {out, return_probs ? probs : Tensor()};
+}
+
+}  // namespace pw
