@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "apps/commands/commands.h"
 #include "apps/eval.h"
 #include "apps/train/trainer.h"
 #include "core/error.h"
@@ -30,6 +31,12 @@ int main(int argc, char** argv) {
   eval->add_option("--threads", eval_opts.threads, "Compute threads (0: all cores)")->check(CLI::NonNegativeNumber);
   eval->add_option("--save-logits", eval_opts.save_logits, "Write the logits and labels to this .safetensors file");
 
+  pw::app::add_predict_command(app);
+  pw::app::add_attention_command(app);
+  pw::app::add_patches_command(app);
+  pw::app::add_summary_command(app);
+  pw::app::add_plot_command(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -46,6 +53,7 @@ int main(int argc, char** argv) {
       pw::app::run_eval(eval_opts);
       return 0;
     }
+    if (pw::app::run_chosen_command()) return 0;
   } catch (const pw::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
