@@ -1,25 +1,19 @@
 #include "apps/eval.h"
 
-#include <omp.h>
-
 #include <filesystem>
 
 #include "apps/data/loader.h"
 #include "apps/data/locate.h"
+#include "apps/train/trainer.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
 #include "core/safetensors.h"
 #include "ops/shape.h"
 
-extern "C" void openblas_set_num_threads(int);
-
 namespace pw::app {
 
 EvalReport run_eval(const EvalOptions& o) {
-  if (o.threads > 0) {
-    omp_set_num_threads(static_cast<int>(o.threads));
-    openblas_set_num_threads(static_cast<int>(o.threads));
-  }
+  set_compute_threads(o.threads);
   const LoadedModel loaded = load_model_file(o.weights);
   auto model = build_model(loaded);
   model->eval();

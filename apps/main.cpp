@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "apps/bench.h"
 #include "apps/commands/commands.h"
 #include "apps/eval.h"
 #include "apps/train/trainer.h"
@@ -31,6 +32,17 @@ int main(int argc, char** argv) {
   eval->add_option("--threads", eval_opts.threads, "Compute threads (0: all cores)")->check(CLI::NonNegativeNumber);
   eval->add_option("--save-logits", eval_opts.save_logits, "Write the logits and labels to this .safetensors file");
 
+  pw::app::BenchOptions bench_opts;
+  CLI::App* bench = app.add_subcommand("bench", "Training and inference throughput against the sgemm peak");
+  bench->option_defaults()->always_capture_default();
+  bench->add_option("--preset", bench_opts.preset, "Model preset")->check(CLI::IsMember({"nano", "lite", "small"}));
+  bench->add_option("--model", bench_opts.model_overrides, "Override a model config field, key=value");
+  bench->add_option("-b,--batch-size", bench_opts.batch_size, "Batch size")->check(CLI::PositiveNumber);
+  bench->add_option("--threads", bench_opts.threads, "Compute threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  bench->add_option("--steps", bench_opts.steps, "Timed steps")->check(CLI::PositiveNumber);
+  bench->add_option("--warmup", bench_opts.warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
+  bench->add_flag("--json", bench_opts.json, "One JSON line instead of a table");
+
   pw::app::add_predict_command(app);
   pw::app::add_attention_command(app);
   pw::app::add_patches_command(app);
@@ -48,6 +60,10 @@ int main(int argc, char** argv) {
       const auto opts = pw::app::merge_resume_options(train_opts, *train);
       const auto result = pw::app::train(opts);
       return result.interrupted && opts.stop_after_steps == 0 ? 130 : 0;
+    }
+    if (*bench) {
+      pw::app::run_bench(bench_opts);
+      return 0;
     }
     if (*eval) {
       pw::app::run_eval(eval_opts);

@@ -89,7 +89,7 @@ VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : 
   }
   pos_embed = register_parameter("pos_embed", zeros({1, cfg.num_tokens(), D}));
   nn::init::trunc_normal_(pos_embed, 0.02, gen);
-  pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(cfg.emb_dropout, gen));
+  pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(cfg.emb_dropout));
   blocks = register_module("blocks", std::make_shared<nn::ModuleList<nn::TransformerBlock>>());
   for (std::int64_t i = 0; i < cfg.depth; ++i) {
     nn::BlockConfig b;
@@ -104,7 +104,7 @@ VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : 
   }
   // Post-norm blocks end normalised already; timm keeps the final norm for pre-norm only.
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(D, cfg.eps));
-  head_drop = register_module("head_drop", std::make_shared<nn::Dropout>(cfg.dropout, gen));
+  head_drop = register_module("head_drop", std::make_shared<nn::Dropout>(cfg.dropout));
   if (cfg.head_hidden > 0)
     head = register_module("head", std::make_shared<nn::Mlp>(D, cfg.head_hidden, cfg.num_classes, 0.0, gen));
   else

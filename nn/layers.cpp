@@ -38,11 +38,11 @@ Tensor LayerNorm::forward(const Tensor& x) {
 }
 
 Tensor Dropout::forward(const Tensor& x) {
-  return p > 0 && is_training() ? dropout(x, p, true, *gen_) : x;
+  return p > 0 && is_training() ? dropout(x, p, true, gen_ ? *gen_ : default_generator()) : x;
 }
 
 Tensor DropPath::forward(const Tensor& x) {
-  return p > 0 && is_training() ? drop_path(x, p, true, *gen_) : x;
+  return p > 0 && is_training() ? drop_path(x, p, true, gen_ ? *gen_ : default_generator()) : x;
 }
 
 Tensor GELU::forward(const Tensor& x) { return gelu(x, approximate); }

@@ -30,9 +30,11 @@ class LayerNorm : public Module {
   double eps;
 };
 
+// Dropout and DropPath draw their masks from `gen`, or from the default generator (whose
+// state checkpoints save) when none is given.
 class Dropout : public Module {
  public:
-  explicit Dropout(double p = 0.5, Generator& gen = default_generator()) : p(p), gen_(&gen) {}
+  explicit Dropout(double p = 0.5, Generator* gen = nullptr) : p(p), gen_(gen) {}
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Dropout"; }
   double p;
@@ -44,7 +46,7 @@ class Dropout : public Module {
 // Stochastic depth on a residual branch.
 class DropPath : public Module {
  public:
-  explicit DropPath(double p = 0.0, Generator& gen = default_generator()) : p(p), gen_(&gen) {}
+  explicit DropPath(double p = 0.0, Generator* gen = nullptr) : p(p), gen_(gen) {}
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "DropPath"; }
   double p;

@@ -12,16 +12,16 @@ namespace pw::nn {
 Mlp::Mlp(std::int64_t in, std::int64_t hidden, std::int64_t out, double drop, Generator& gen) {
   fc1 = register_module("fc1", std::make_shared<Linear>(in, hidden, true, gen));
   act = register_module("act", std::make_shared<GELU>());
-  drop1 = register_module("drop1", std::make_shared<Dropout>(drop, gen));
+  drop1 = register_module("drop1", std::make_shared<Dropout>(drop));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, out, true, gen));
-  drop2 = register_module("drop2", std::make_shared<Dropout>(drop, gen));
+  drop2 = register_module("drop2", std::make_shared<Dropout>(drop));
 }
 
 Tensor Mlp::forward(const Tensor& x) {
   return drop2->forward(fc2->forward(drop1->forward(act->forward(fc1->forward(x)))));
 }
 
-Attention::Attention(const AttentionConfig& c, Generator& gen) : cfg(c), gen_(&gen) {
+Attention::Attention(const AttentionConfig& c, Generator& gen) : cfg(c) {
   if (cfg.head_dim == 0) {
     PW_CHECK(cfg.heads > 0 && cfg.dim % cfg.heads == 0, "[Attention] width {} is not divisible by {} heads",
              cfg.dim, cfg.heads);
@@ -33,7 +33,7 @@ Attention::Attention(const AttentionConfig& c, Generator& gen) : cfg(c), gen_(&g
     proj = register_module("proj", std::make_shared<Identity>());
   else
     proj = register_module("proj", std::make_shared<Linear>(inner, cfg.dim, true, gen));
-  proj_drop_layer = register_module("proj_drop", std::make_shared<Dropout>(cfg.proj_drop, gen));
+  proj_drop_layer = register_module("proj_drop", std::make_shared<Dropout>(cfg.proj_drop));
 }
 
 Tensor Attention::forward(const Tensor& x, const Tensor& mask) {
@@ -46,7 +46,7 @@ Tensor Attention::forward(const Tensor& x, const Tensor& mask) {
   Tensor k = squeeze(slice(qkv_out, 0, 1, 2), 0);
   Tensor v = squeeze(slice(qkv_out, 0, 2, 3), 0);
   AttentionResult r = scaled_dot_product_attention(q, k, v, mask, false, is_training() ? cfg.attn_drop : 0.0,
-                                                   std::nullopt, keep_attention, *gen_);
+                                                   std::nullopt, keep_attention, default_generator());
   if (keep_attention) last_attention = r.probs;
   // (B, H, N, Dh) -> (B, N, H*Dh)
   Tensor y = reshape(permute(r.output, {0, 2, 1, 3}), {B, N, H * Dh});
@@ -56,10 +56,10 @@ Tensor Attention::forward(const Tensor& x, const Tensor& mask) {
 TransformerBlock::TransformerBlock(const BlockConfig& c, Generator& gen) : cfg(c) {
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(cfg.attn.dim, cfg.eps));
   attn = register_module("attn", std::make_shared<Attention>(cfg.attn, gen));
-  drop_path1 = register_module("drop_path1", std::make_shared<DropPath>(cfg.drop_path, gen));
+  drop_path1 = register_module("drop_path1", std::make_shared<DropPath>(cfg.drop_path));
   norm2 = register_module("norm2", std::make_shared<LayerNorm>(cfg.attn.dim, cfg.eps));
   mlp = register_module("mlp", std::make_shared<Mlp>(cfg.attn.dim, cfg.mlp_hidden, cfg.attn.dim, cfg.drop, gen));
-  drop_path2 = register_module("drop_path2", std::make_shared<DropPath>(cfg.drop_path, gen));
+  drop_path2 = register_module("drop_path2", std::make_shared<DropPath>(cfg.drop_path));
 }
 
 Tensor TransformerBlock::forward(const Tensor& x) {

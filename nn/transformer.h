@@ -47,9 +47,6 @@ class Attention : public Module {
   // When set, forward keeps the attention probabilities (B, H, N, N) in last_attention.
   bool keep_attention = false;
   Tensor last_attention;
-
- private:
-  Generator* gen_;
 };
 
 struct BlockConfig {

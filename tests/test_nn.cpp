@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/autograd.h"
+#include "nn/init.h"
 #include "nn/transformer.h"
 
 using namespace pw;
@@ -45,8 +46,14 @@ TEST_CASE("Linear uses PyTorch's default init bounds", "[nn]") {
   for (float v : lin.weight.to_vector()) CHECK(std::abs(v) <= bound);
   for (float v : lin.bias.to_vector()) CHECK(std::abs(v) <= bound);
   lin.timm_init(g);
-  for (float v : lin.weight.to_vector()) CHECK(std::abs(v) <= 0.04f);  // trunc_normal(0.02) in [-2, 2]
+  // timm's trunc_normal_(std=.02) truncates at absolute bounds [-2, 2]: the sample is N(0, .02^2).
+  double sq = 0;
+  for (float v : lin.weight.to_vector()) sq += double(v) * v;
+  CHECK(std::sqrt(sq / lin.weight.numel()) == Approx(0.02).epsilon(0.05));
   for (float v : lin.bias.to_vector()) CHECK(v == 0.0f);
+  Tensor t = empty({4096});
+  init::trunc_normal_(t, 1.0, g, 0.0, -1.0, 0.5);
+  for (float v : t.to_vector()) CHECK((v >= -1.0f && v <= 0.5f));
 }
 
 TEST_CASE("state_dict round trips and load errors list every bad key", "[nn]") {

@@ -44,7 +44,7 @@ std::vector<double> step_losses(const fs::path& run) {
 
 TEST_CASE("a nano ViT overfits 64 images, and save, load and eval agree", "[train]") {
   testing::TempDir tmp("overfit");
-  write_synthetic_cifar(tmp.path / "data", 64, 64, 1, /*test_equals_train=*/true);
+  testing::write_synthetic_cifar(tmp.path / "data", 64, 64, 1, /*test_equals_train=*/true);
   TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
   o.epochs = 30;
   o.batch_size = 32;
@@ -83,7 +83,7 @@ TEST_CASE("a nano ViT overfits 64 images, and save, load and eval agree", "[trai
 
 TEST_CASE("a run stopped mid-epoch and resumed gives the uninterrupted run's losses", "[train]") {
   testing::TempDir tmp("resume");
-  write_synthetic_cifar(tmp.path / "data", 40, 10);
+  testing::write_synthetic_cifar(tmp.path / "data", 40, 10);
   auto options = [&](const std::string& name) {
     TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
     o.name = name;
@@ -117,7 +117,7 @@ TEST_CASE("bad training input gives errors that name the problem", "[train]") {
   testing::TempDir tmp("errors");
   TrainOptions o = tiny_options(tmp.path / "missing", tmp.path / "runs");
   CHECK_THROWS_WITH(train(o), Catch::Contains("--data"));
-  write_synthetic_cifar(tmp.path / "data", 10, 10);
+  testing::write_synthetic_cifar(tmp.path / "data", 10, 10);
   o = tiny_options(tmp.path / "data", tmp.path / "runs");
   o.model_overrides = {"depth"};
   CHECK_THROWS_WITH(train(o), "[--model] expected key=value, got 'depth'");

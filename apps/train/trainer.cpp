@@ -33,12 +33,15 @@ extern "C" void on_signal(int) { stop_requested.store(true); }
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+}  // namespace
+
 // --model key=value: the value is read as JSON (numbers, true/false), else as a string.
-models::ViTConfig model_config(const TrainOptions& o) {
-  nlohmann::json j = models::to_json(models::vit_preset(o.preset));
-  j["dropout"] = o.dropout;
-  j["drop_path"] = o.drop_path;
-  for (const auto& kv : o.model_overrides) {
+models::ViTConfig model_config_from(const std::string& preset, const std::vector<std::string>& overrides,
+                                    double dropout, double drop_path) {
+  nlohmann::json j = models::to_json(models::vit_preset(preset));
+  j["dropout"] = dropout;
+  j["drop_path"] = drop_path;
+  for (const auto& kv : overrides) {
     const auto eq = kv.find('=');
     PW_CHECK(eq != std::string::npos && eq > 0, "[--model] expected key=value, got '{}'", kv);
     const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
@@ -46,6 +49,14 @@ models::ViTConfig model_config(const TrainOptions& o) {
   }
   return models::config_from_json(j);
 }
+
+void set_compute_threads(std::int64_t threads) {
+  if (threads <= 0) return;
+  omp_set_num_threads(static_cast<int>(threads));
+  openblas_set_num_threads(static_cast<int>(threads));
+}
+
+namespace {
 
 // timm's rule: no weight decay on biases, norm weights (1-D tensors), pos_embed, cls_token.
 std::vector<optim::GroupSpec> param_groups(const models::VisionTransformer& model) {
@@ -304,10 +315,7 @@ TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app) 
 
 TrainResult train(TrainOptions o) {
   const auto t_start = Clock::now();
-  if (o.threads > 0) {
-    omp_set_num_threads(static_cast<int>(o.threads));
-    openblas_set_num_threads(static_cast<int>(o.threads));
-  }
+  set_compute_threads(o.threads);
   stop_requested.store(false);
   auto prev_int = std::signal(SIGINT, on_signal);
   auto prev_term = std::signal(SIGTERM, on_signal);
@@ -334,7 +342,7 @@ TrainResult train(TrainOptions o) {
 
   // ---- model, optimizer, schedule ----
   ModelInfo info;
-  info.config = model_config(o);
+  info.config = model_config_from(o.preset, o.model_overrides, o.dropout, o.drop_path);
   info.classes = cifar.train.class_names;
   Generator init_gen(o.seed);
   models::VisionTransformer model(info.config, init_gen);

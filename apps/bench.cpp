@@ -1,0 +1,106 @@
+#include "apps/bench.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <chrono>
+
+#include "apps/train/trainer.h"
+#include "core/allocator.h"
+#include "core/autograd.h"
+#include "models/vit.h"
+#include "ops/nn.h"
+#include "optim/adam.h"
+
+namespace pw::app {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+}  // namespace
+
+double sgemm_gflops(std::int64_t n, int reps) {
+  Generator g(0);
+  Tensor a = randn({n, n}, g), b = randn({n, n}, g), c = empty({n, n});
+  const auto ni = static_cast<int>(n);
+  double best = 1e30;
+  for (int r = 0; r < reps + 1; ++r) {
+    const auto t = Clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a.data<float>(), ni, b.data<float>(), ni,
+                0.0f, c.data<float>(), ni);
+    const double s = std::chrono::duration<double>(Clock::now() - t).count();
+    if (r > 0) best = std::min(best, s);  // the first call warms up the threads
+  }
+  return 2.0 * static_cast<double>(n * n * n) / best / 1e9;
+}
+
+nlohmann::ordered_json run_bench(const BenchOptions& o) {
+  set_compute_threads(o.threads);
+  models::ViTConfig cfg = model_config_from(o.preset, o.model_overrides, 0.0, 0.0);
+  Generator gen(0);
+  models::VisionTransformer model(cfg, gen);
+  optim::AdamWOptions ao;
+  ao.weight_decay = 0.05;
+  optim::AdamW opt(model.parameters(), ao);
+  Tensor x = randn({o.batch_size, cfg.channels, cfg.image_size, cfg.image_size}, gen);
+  std::vector<float> labels(static_cast<std::size_t>(o.batch_size));
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<float>(i % static_cast<std::size_t>(cfg.num_classes));
+  Tensor y = from_vector(labels, {o.batch_size});
+
+  auto train_step = [&] {
+    Tensor loss = cross_entropy(model.forward(x), y, Reduction::Mean, 0.1);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  model.train();
+  for (std::int64_t i = 0; i < o.warmup; ++i) train_step();
+  auto t = Clock::now();
+  for (std::int64_t i = 0; i < o.steps; ++i) train_step();
+  const double train_s = std::chrono::duration<double>(Clock::now() - t).count();
+
+  model.eval();
+  double infer_s = 0;
+  {
+    NoGradGuard no_grad;
+    for (std::int64_t i = 0; i < o.warmup; ++i) model.forward(x);
+    t = Clock::now();
+    for (std::int64_t i = 0; i < o.steps; ++i) model.forward(x);
+    infer_s = std::chrono::duration<double>(Clock::now() - t).count();
+  }
+  const double images = static_cast<double>(o.batch_size * o.steps);
+  const double flops = model.forward_flops();
+  const double sgemm = sgemm_gflops();
+  const double train_ips = images / train_s, infer_ips = images / infer_s;
+  // A training step costs three forward passes: the forward and the two GEMMs per GEMM of backward.
+  const double train_gflops = 3 * flops * train_ips / 1e9;
+  nlohmann::ordered_json r{{"system", "patchwork"},
+                   {"preset", o.preset},
+                   {"parameters", model.num_parameters()},
+                   {"batch_size", o.batch_size},
+                   {"threads", omp_get_max_threads()},
+                   {"train_images_per_sec", train_ips},
+                   {"infer_images_per_sec", infer_ips},
+                   {"forward_gflop_per_image", flops / 1e9},
+                   {"train_gflops", train_gflops},
+                   {"infer_gflops", flops * infer_ips / 1e9},
+                   {"sgemm_gflops", sgemm},
+                   {"train_fraction_of_sgemm", train_gflops / sgemm},
+                   {"peak_rss_mb", peak_rss_mb()},
+                   {"allocator_peak_mb", static_cast<double>(allocator_stats().peak_bytes_in_use) / 1048576.0}};
+  if (o.json) {
+    fmt::print("{}\n", r.dump());
+  } else {
+    for (auto& [k, v] : r.items()) fmt::print("{:>26}: {}\n", k, v.dump());
+  }
+  return r;
+}
+
+}  // namespace pw::app

@@ -1,0 +1,28 @@
+// `vit bench`: training-step and inference throughput of a preset on random data, against the
+// OpenBLAS sgemm rate measured in the same process.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace pw::app {
+
+struct BenchOptions {
+  std::string preset = "lite";
+  std::vector<std::string> model_overrides;
+  std::int64_t batch_size = 128;
+  std::int64_t threads = 0;
+  std::int64_t steps = 10;
+  std::int64_t warmup = 2;
+  bool json = false;
+};
+
+// Runs the benchmark, prints a table (or one JSON line) and returns the figures.
+nlohmann::ordered_json run_bench(const BenchOptions& o);
+
+// GFLOP/s of cblas_sgemm on an n x n x n problem (best of `reps`).
+double sgemm_gflops(std::int64_t n = 1024, int reps = 5);
+
+}  // namespace pw::app
