@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <numbers>
 #include <memory>
+#include <numbers>
 
 #include "core/error.h"
 #include "core/file_io.h"
@@ -18,7 +18,8 @@ namespace {
 constexpr const char* kFont = "DejaVu Sans";
 
 void set_font(cairo_t* cr, double size, bool bold = false) {
-  cairo_select_font_face(cr, kFont, CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_select_font_face(cr, kFont, CAIRO_FONT_SLANT_NORMAL,
+                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(cr, size);
 }
 
@@ -38,13 +39,16 @@ void draw_text(cairo_t* cr, const std::string& s, double x, double y, double ax,
   cairo_show_text(cr, s.c_str());
 }
 
-// Labels precise enough to tell neighbouring ticks apart; scientific for tiny steps (LRs).
+// Labels precise enough to tell neighbouring ticks apart; compact scientific ("2.5e-4") for
+// tiny steps such as learning rates.
 std::string tick_label(double v, double step) {
   if (std::abs(v) < step * 1e-6) return "0";
   const int decimals = std::max(0, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
-  if (decimals > 3) return fmt::format("{:.1e}", v);
-  if (std::abs(v) >= 1e5) return fmt::format("{:.0e}", v);
-  return fmt::format("{:.{}f}", v, decimals);
+  if (decimals <= 3 && std::abs(v) < 1e5) return fmt::format("{:.{}f}", v, decimals);
+  const int exponent = static_cast<int>(std::floor(std::log10(std::abs(v))));
+  std::string mantissa = fmt::format("{:.1f}", v / std::pow(10.0, exponent));
+  if (mantissa.ends_with(".0")) mantissa.resize(mantissa.size() - 2);
+  return fmt::format("{}e{}", mantissa, exponent);
 }
 
 struct Range {
@@ -68,8 +72,8 @@ struct Range {
 }  // namespace
 
 std::vector<double> nice_ticks(double lo, double hi, int target) {
-  PW_CHECK(std::isfinite(lo) && std::isfinite(hi) && hi > lo && target > 0, "[chart] bad tick range [{}, {}]", lo,
-           hi);
+  PW_CHECK(std::isfinite(lo) && std::isfinite(hi) && hi > lo && target > 0,
+           "[chart] bad tick range [{}, {}]", lo, hi);
   const double raw = (hi - lo) / target;
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
   double step = mag;
@@ -79,21 +83,43 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
       break;
     }
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(t);
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step)
+    ticks.push_back(t);
   return ticks;
 }
 
-void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double width, double height) {
-  // Margins leave room for the title above, tick labels and the axis labels left and below.
-  const double left = x0 + 78, right = x0 + width - 22, top = y0 + 44, bottom = y0 + height - 58;
-  set_font(cr, 17, true);
-  cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-  draw_text(cr, chart.title, (left + right) / 2, y0 + 26, 0.5, 0.5);
-
+void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double width,
+                double height) {
   Range xr, yr;
   for (const auto& s : chart.series)
     for (const auto& [px, py] : s.points)
       if (std::isfinite(px) && std::isfinite(py)) xr.add(px), yr.add(py);
+  std::vector<double> xt, yt;
+  double xstep = 1, ystep = 1;
+  if (!xr.empty()) {
+    xr.widen();
+    yr.widen();
+    // A little room around the data, so that curves and markers do not run along the frame.
+    const double xpad = (xr.hi - xr.lo) * 0.03, ypad = (yr.hi - yr.lo) * 0.06;
+    xr.lo -= xpad, xr.hi += xpad, yr.lo -= ypad, yr.hi += ypad;
+    xt = nice_ticks(xr.lo, xr.hi, 6), yt = nice_ticks(yr.lo, yr.hi, 6);
+    if (chart.integer_x && (xt.size() < 2 || xt[1] - xt[0] < 1)) {  // epochs 1, 2, ... not 1.2
+      xt.clear();
+      for (double t = std::ceil(xr.lo); t <= xr.hi; t += 1) xt.push_back(t);
+    }
+    xstep = xt.size() > 1 ? xt[1] - xt[0] : xr.hi - xr.lo;
+    ystep = yt.size() > 1 ? yt[1] - yt[0] : yr.hi - yr.lo;
+  }
+  // Margins leave room for the title above, the axis labels below and left, and the widest
+  // y tick label.
+  set_font(cr, 12.5);
+  double tick_width = 0;
+  for (double t : yt) tick_width = std::max(tick_width, text_width(cr, tick_label(t, ystep)));
+  const double left = x0 + 40 + tick_width + 12, right = x0 + width - 22, top = y0 + 44,
+               bottom = y0 + height - 58;
+  set_font(cr, 17, true);
+  cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+  draw_text(cr, chart.title, (left + right) / 2, y0 + 26, 0.5, 0.5);
 
   cairo_set_line_width(cr, 1.0);
   if (xr.empty()) {
@@ -104,14 +130,6 @@ void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double wi
     draw_text(cr, chart.empty_message, (left + right) / 2, (top + bottom) / 2, 0.5, 0.5);
     return;
   }
-  xr.widen();
-  // A little headroom above and below the data, so curves do not run along the frame.
-  const double ypad = (yr.hi - yr.lo) * 0.05;
-  yr.lo -= ypad, yr.hi += ypad;
-  yr.widen();
-  const auto xt = nice_ticks(xr.lo, xr.hi, 6), yt = nice_ticks(yr.lo, yr.hi, 6);
-  const double xstep = xt.size() > 1 ? xt[1] - xt[0] : xr.hi - xr.lo;
-  const double ystep = yt.size() > 1 ? yt[1] - yt[0] : yr.hi - yr.lo;
   auto sx = [&](double v) { return left + (v - xr.lo) / (xr.hi - xr.lo) * (right - left); };
   auto sy = [&](double v) { return bottom - (v - yr.lo) / (yr.hi - yr.lo) * (bottom - top); };
 
@@ -148,7 +166,7 @@ void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double wi
   cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
   draw_text(cr, chart.x_label, (left + right) / 2, bottom + 44, 0.5, 0.0);
   cairo_save(cr);
-  cairo_translate(cr, x0 + 20, (top + bottom) / 2);
+  cairo_translate(cr, x0 + 22, (top + bottom) / 2);
   cairo_rotate(cr, -std::numbers::pi / 2);
   draw_text(cr, chart.y_label, 0, 0, 0.5, 0.5);
   cairo_restore(cr);
@@ -191,8 +209,31 @@ void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double wi
   set_font(cr, 12.5);
   double label_width = 0;
   for (const auto* s : shown) label_width = std::max(label_width, text_width(cr, s->label));
-  const double row = 20, box_w = label_width + 46, box_h = row * static_cast<double>(shown.size()) + 8;
-  const double bx = right - box_w - 8, by = chart.legend_at_bottom ? bottom - box_h - 8 : top + 8;
+  const double row = 20, box_w = label_width + 46,
+               box_h = row * static_cast<double>(shown.size()) + 8;
+  // The corner that hides the fewest points (ties: top right, then bottom right, ...).
+  const std::array<std::pair<double, double>, 4> corners{{{right - box_w - 8, top + 8},
+                                                          {right - box_w - 8, bottom - box_h - 8},
+                                                          {left + 8, top + 8},
+                                                          {left + 8, bottom - box_h - 8}}};
+  // Samples of the curves (8 along each segment) inside the box at (cx, cy).
+  auto hidden_by = [&](double cx, double cy) {
+    std::int64_t n = 0;
+    for (const auto& s : chart.series)
+      for (std::size_t i = 0; i < s.points.size(); ++i) {
+        const auto [x1, y1] = s.points[i];
+        const auto [x2, y2] = i + 1 < s.points.size() ? s.points[i + 1] : s.points[i];
+        for (int k = 0; k < 8; ++k) {
+          const double f = k / 8.0, px = sx(x1 + f * (x2 - x1)), py = sy(y1 + f * (y2 - y1));
+          n += px >= cx - 4 && px <= cx + box_w + 4 && py >= cy - 4 && py <= cy + box_h + 4;
+        }
+      }
+    return n;
+  };
+  double bx = corners[0].first, by = corners[0].second;
+  std::int64_t fewest = std::numeric_limits<std::int64_t>::max();
+  for (const auto& [cx, cy] : corners)
+    if (const std::int64_t n = hidden_by(cx, cy); n < fewest) fewest = n, bx = cx, by = cy;
   cairo_rectangle(cr, bx, by, box_w, box_h);
   cairo_set_source_rgba(cr, 1, 1, 1, 0.88);
   cairo_fill_preserve(cr);
@@ -216,13 +257,15 @@ void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double wi
   }
 }
 
-void write_charts_png(const std::filesystem::path& path, const std::vector<Chart>& charts, int width, int height) {
-  PW_CHECK(!charts.empty() && width > 0 && height > 0, "[chart] nothing to draw into '{}'", path.string());
+void write_charts_png(const std::filesystem::path& path, const std::vector<Chart>& charts,
+                      int width, int height) {
+  PW_CHECK(!charts.empty() && width > 0 && height > 0, "[chart] nothing to draw into '{}'",
+           path.string());
   std::unique_ptr<cairo_surface_t, void (*)(cairo_surface_t*)> surface(
       cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height), cairo_surface_destroy);
   std::unique_ptr<cairo_t, void (*)(cairo_t*)> cr(cairo_create(surface.get()), cairo_destroy);
-  PW_CHECK(cairo_status(cr.get()) == CAIRO_STATUS_SUCCESS, "[chart] cannot draw '{}': {}", path.string(),
-           cairo_status_to_string(cairo_status(cr.get())));
+  PW_CHECK(cairo_status(cr.get()) == CAIRO_STATUS_SUCCESS, "[chart] cannot draw '{}': {}",
+           path.string(), cairo_status_to_string(cairo_status(cr.get())));
   cairo_set_source_rgb(cr.get(), 1, 1, 1);
   cairo_paint(cr.get());
   const double panel = static_cast<double>(width) / static_cast<double>(charts.size());
@@ -238,7 +281,8 @@ void write_charts_png(const std::filesystem::path& path, const std::vector<Chart
     return CAIRO_STATUS_SUCCESS;
   };
   const cairo_status_t st = cairo_surface_write_to_png_stream(surface.get(), append, &png);
-  PW_CHECK(st == CAIRO_STATUS_SUCCESS, "[chart] cannot encode '{}': {}", path.string(), cairo_status_to_string(st));
+  PW_CHECK(st == CAIRO_STATUS_SUCCESS, "[chart] cannot encode '{}': {}", path.string(),
+           cairo_status_to_string(st));
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   write_file_atomic(path.string(), std::span<const std::uint8_t>(png));
 }

@@ -13,7 +13,7 @@ namespace pw::app {
 
 struct Series {
   std::string label;
-  std::array<double, 3> rgb{0, 0, 0};  // in [0, 1]
+  std::array<double, 3> rgb{0, 0, 0};             // in [0, 1]
   std::vector<std::pair<double, double>> points;  // (x, y), drawn in order
   double line_width = 2.0;
   double alpha = 1.0;
@@ -23,7 +23,7 @@ struct Series {
 struct Chart {
   std::string title, x_label, y_label;
   std::vector<Series> series;
-  bool legend_at_bottom = false;  // bottom-right instead of top-right, for rising curves
+  bool integer_x = false;                 // x ticks at whole numbers only (epochs)
   std::string empty_message = "no data";  // shown when no series has a point
 };
 
@@ -35,6 +35,7 @@ void draw_chart(cairo_t* cr, const Chart& chart, double x, double y, double widt
 
 // Draws the charts side by side on a white width x height canvas and writes it as PNG,
 // atomically; errors name the file.
-void write_charts_png(const std::filesystem::path& path, const std::vector<Chart>& charts, int width, int height);
+void write_charts_png(const std::filesystem::path& path, const std::vector<Chart>& charts,
+                      int width, int height);
 
 }  // namespace pw::app

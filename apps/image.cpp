@@ -32,36 +32,41 @@ namespace fs = std::filesystem;
 data::Image load_image(const fs::path& path) {
   std::error_code ec;
   PW_CHECK(fs::exists(path, ec), "[image] cannot read '{}': no such file", path.string());
-  PW_CHECK(!fs::is_directory(path, ec), "[image] cannot read '{}': it is a directory", path.string());
+  PW_CHECK(!fs::is_directory(path, ec), "[image] cannot read '{}': it is a directory",
+           path.string());
   int w = 0, h = 0, channels_in_file = 0;
   // Asking for 3 channels makes stb convert grey, grey+alpha and RGBA to RGB for us.
-  std::unique_ptr<stbi_uc, void (*)(void*)> hwc(stbi_load(path.c_str(), &w, &h, &channels_in_file, 3),
-                                                stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> hwc(
+      stbi_load(path.c_str(), &w, &h, &channels_in_file, 3), stbi_image_free);
   if (!hwc) fail("[image] cannot decode '{}': {}", path.string(), stbi_failure_reason());
   data::Image img(3, h, w);
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c) img.at(c, y, x) = hwc.get()[(static_cast<std::size_t>(y) * w + x) * 3 + c];
+      for (int c = 0; c < 3; ++c)
+        img.at(c, y, x) = hwc.get()[(static_cast<std::size_t>(y) * w + x) * 3 + c];
   return img;
 }
 
 void write_png(const fs::path& path, const data::Image& img) {
   PW_CHECK(img.channels == 1 || img.channels == 3 || img.channels == 4,
            "[image] cannot write '{}': {} channels", path.string(), img.channels);
-  PW_CHECK(img.width > 0 && img.height > 0, "[image] cannot write '{}': empty image", path.string());
+  PW_CHECK(img.width > 0 && img.height > 0, "[image] cannot write '{}': empty image",
+           path.string());
   // stb wants interleaved (H, W, C) rows.
   const int C = img.channels;
   std::vector<std::uint8_t> hwc(img.pixels.size());
   for (int c = 0; c < C; ++c)
     for (int y = 0; y < img.height; ++y)
-      for (int x = 0; x < img.width; ++x) hwc[(static_cast<std::size_t>(y) * img.width + x) * C + c] = img.at(c, y, x);
+      for (int x = 0; x < img.width; ++x)
+        hwc[(static_cast<std::size_t>(y) * img.width + x) * C + c] = img.at(c, y, x);
   std::vector<std::uint8_t> png;
   auto append = [](void* context, void* data, int size) {
     auto* out = static_cast<std::vector<std::uint8_t>*>(context);
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     out->insert(out->end(), bytes, bytes + size);
   };
-  const int ok = stbi_write_png_to_func(append, &png, img.width, img.height, C, hwc.data(), img.width * C);
+  const int ok =
+      stbi_write_png_to_func(append, &png, img.width, img.height, C, hwc.data(), img.width * C);
   PW_CHECK(ok != 0, "[image] cannot encode '{}' as PNG", path.string());
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
   write_file_atomic(path.string(), std::span<const std::uint8_t>(png));
@@ -78,8 +83,8 @@ double triangle(double x) {
 // The source taps of each output position along one axis: torch's _upsample_bilinear2d_aa
 // (and PIL's ImagingResample) weights, normalised to sum to one.
 struct Taps {
-  std::vector<int> first;               // first source index of output i
-  std::vector<std::vector<double>> w;   // weights of sources first[i], first[i] + 1, ...
+  std::vector<int> first;              // first source index of output i
+  std::vector<std::vector<double>> w;  // weights of sources first[i], first[i] + 1, ...
 };
 
 Taps bilinear_taps(int in, int out) {
@@ -109,11 +114,12 @@ Taps bilinear_taps(int in, int out) {
 
 }  // namespace
 
-std::vector<float> resize_bilinear(const std::vector<float>& plane, int h, int w, int out_h, int out_w) {
-  PW_CHECK(h > 0 && w > 0 && out_h > 0 && out_w > 0, "[resize] sizes must be positive: {}x{} -> {}x{}", h, w,
-           out_h, out_w);
-  PW_CHECK(plane.size() == static_cast<std::size_t>(h) * w, "[resize] plane has {} values, not {}x{}",
-           plane.size(), h, w);
+std::vector<float> resize_bilinear(const std::vector<float>& plane, int h, int w, int out_h,
+                                   int out_w) {
+  PW_CHECK(h > 0 && w > 0 && out_h > 0 && out_w > 0,
+           "[resize] sizes must be positive: {}x{} -> {}x{}", h, w, out_h, out_w);
+  PW_CHECK(plane.size() == static_cast<std::size_t>(h) * w,
+           "[resize] plane has {} values, not {}x{}", plane.size(), h, w);
   // Separable: rows first (h, out_w), then columns (out_h, out_w).
   const Taps tx = bilinear_taps(w, out_w), ty = bilinear_taps(h, out_h);
   std::vector<double> rows(static_cast<std::size_t>(h) * out_w);
@@ -122,7 +128,8 @@ std::vector<float> resize_bilinear(const std::vector<float>& plane, int h, int w
       double s = 0;
       const auto& wx = tx.w[static_cast<std::size_t>(x)];
       for (std::size_t k = 0; k < wx.size(); ++k)
-        s += wx[k] * plane[static_cast<std::size_t>(y) * w + tx.first[static_cast<std::size_t>(x)] + k];
+        s += wx[k] *
+             plane[static_cast<std::size_t>(y) * w + tx.first[static_cast<std::size_t>(x)] + k];
       rows[static_cast<std::size_t>(y) * out_w + x] = s;
     }
   std::vector<float> out(static_cast<std::size_t>(out_h) * out_w);
@@ -148,7 +155,8 @@ data::Image resize_bilinear(const data::Image& img, int out_h, int out_w) {
                           img.pixels.begin() + static_cast<std::ptrdiff_t>((c + 1) * plane));
     const auto r = resize_bilinear(in, img.height, img.width, out_h, out_w);
     for (std::size_t i = 0; i < out_plane; ++i)
-      out.pixels[c * out_plane + i] = static_cast<std::uint8_t>(std::clamp(std::lround(r[i]), 0L, 255L));
+      out.pixels[c * out_plane + i] =
+          static_cast<std::uint8_t>(std::clamp(std::lround(r[i]), 0L, 255L));
   }
   return out;
 }
@@ -166,7 +174,8 @@ data::Image hconcat(const std::vector<data::Image>& images, int gap, std::uint8_
   PW_CHECK(!images.empty(), "[hconcat] no images");
   int width = gap * static_cast<int>(images.size() - 1), height = 0;
   for (const auto& im : images) {
-    PW_CHECK(im.channels == images.front().channels, "[hconcat] images have different channel counts");
+    PW_CHECK(im.channels == images.front().channels,
+             "[hconcat] images have different channel counts");
     width += im.width;
     height = std::max(height, im.height);
   }
@@ -183,13 +192,15 @@ data::Image hconcat(const std::vector<data::Image>& images, int gap, std::uint8_
 
 Tensor to_model_input(const data::Image& img, const Normalization& norm, int side) {
   PW_CHECK(img.channels == 3, "[image] the model takes RGB images, got {} channels", img.channels);
-  PW_CHECK(norm.mean.size() == 3 && norm.std.size() == 3, "[image] normalisation needs 3 means and 3 stds");
+  PW_CHECK(norm.mean.size() == 3 && norm.std.size() == 3,
+           "[image] normalisation needs 3 means and 3 stds");
   const data::Image sized = resize_bilinear(img, side, side);
   const std::size_t plane = static_cast<std::size_t>(side) * side;
   std::vector<float> x(3 * plane);
   for (std::size_t c = 0; c < 3; ++c)
     for (std::size_t i = 0; i < plane; ++i)
-      x[c * plane + i] = static_cast<float>((sized.pixels[c * plane + i] / 255.0 - norm.mean[c]) / norm.std[c]);
+      x[c * plane + i] =
+          static_cast<float>((sized.pixels[c * plane + i] / 255.0 - norm.mean[c]) / norm.std[c]);
   return from_vector(x, {1, 3, side, side});
 }
 

@@ -23,7 +23,8 @@ void write_png(const std::filesystem::path& path, const data::Image& img);
 // source coordinate (dst + 0.5) * in / out - 0.5 (clamped at the borders); when shrinking the
 // triangle filter widens to cover every source pixel, so that a photo shrunk to 32x32 is
 // averaged rather than aliased. One plane of floats, (h, w) row-major.
-std::vector<float> resize_bilinear(const std::vector<float>& plane, int h, int w, int out_h, int out_w);
+std::vector<float> resize_bilinear(const std::vector<float>& plane, int h, int w, int out_h,
+                                   int out_w);
 // The same on every channel of a uint8 image, rounded to the nearest value.
 data::Image resize_bilinear(const data::Image& img, int out_h, int out_w);
 

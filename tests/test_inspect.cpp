@@ -1,10 +1,9 @@
 // The inspection commands: image files and resizing, predict, attention rollout, patches,
 // summary and plot, on small models and hand-checkable inputs.
-#include <catch2/catch.hpp>
-
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <fstream>
 #include <numeric>
@@ -53,19 +52,22 @@ std::vector<std::uint8_t> pattern_hwc(int side) {
   for (int y = 0; y < side; ++y)
     for (int x = 0; x < side; ++x)
       for (int c = 0; c < 3; ++c)
-        hwc[static_cast<std::size_t>((y * side + x) * 3 + c)] = static_cast<std::uint8_t>((x * 7 + y * 13 + c * 71) % 256);
+        hwc[static_cast<std::size_t>((y * side + x) * 3 + c)] =
+            static_cast<std::uint8_t>((x * 7 + y * 13 + c * 71) % 256);
   return hwc;
 }
 
 std::vector<float> plane_of(const data::Image& img, int c) {
   const auto n = static_cast<std::size_t>(img.height * img.width);
-  return {img.pixels.begin() + static_cast<std::ptrdiff_t>(c * n), img.pixels.begin() + static_cast<std::ptrdiff_t>((c + 1) * n)};
+  return {img.pixels.begin() + static_cast<std::ptrdiff_t>(c * n),
+          img.pixels.begin() + static_cast<std::ptrdiff_t>((c + 1) * n)};
 }
 
 }  // namespace
 
-TEST_CASE("predict on a PNG file gives the softmax of the model on the same pixels normalised by hand",
-          "[inspect]") {
+TEST_CASE(
+    "predict on a PNG file gives the softmax of the model on the same pixels normalised by hand",
+    "[inspect]") {
   testing::TempDir tmp("inspect-predict");
   const auto cfg = small_config();
   Generator gen(7);
@@ -82,9 +84,10 @@ TEST_CASE("predict on a PNG file gives the softmax of the model on the same pixe
   std::vector<float> x(3 * 32 * 32);
   for (int c = 0; c < 3; ++c)
     for (int i = 0; i < 32 * 32; ++i)
-      x[static_cast<std::size_t>(c * 1024 + i)] = static_cast<float>(
-          (hwc[static_cast<std::size_t>(i * 3 + c)] / 255.0 - info.normalization.mean[static_cast<std::size_t>(c)]) /
-          info.normalization.std[static_cast<std::size_t>(c)]);
+      x[static_cast<std::size_t>(c * 1024 + i)] =
+          static_cast<float>((hwc[static_cast<std::size_t>(i * 3 + c)] / 255.0 -
+                              info.normalization.mean[static_cast<std::size_t>(c)]) /
+                             info.normalization.std[static_cast<std::size_t>(c)]);
   model.eval();
   std::vector<float> expected;
   {
@@ -97,11 +100,13 @@ TEST_CASE("predict on a PNG file gives the softmax of the model on the same pixe
   auto reloaded = build_model(loaded);
   const ImagePrediction p = predict_image(*reloaded, loaded.info, png.string(), 3);
   REQUIRE(p.probabilities.size() == 10);
-  for (std::size_t i = 0; i < 10; ++i) CHECK(p.probabilities[i] == Approx(expected[i]).margin(1e-6));
+  for (std::size_t i = 0; i < 10; ++i)
+    CHECK(p.probabilities[i] == Approx(expected[i]).margin(1e-6));
   CHECK(std::accumulate(p.probabilities.begin(), p.probabilities.end(), 0.0) == Approx(1.0));
 
   REQUIRE(p.top.size() == 3);
-  const auto best = static_cast<std::int64_t>(std::max_element(expected.begin(), expected.end()) - expected.begin());
+  const auto best = static_cast<std::int64_t>(std::max_element(expected.begin(), expected.end()) -
+                                              expected.begin());
   CHECK(p.top[0].index == best);
   CHECK(p.top[0].name == "class" + std::to_string(best));
   CHECK(p.top[0].probability >= p.top[1].probability);
@@ -146,7 +151,8 @@ TEST_CASE("bilinear resize matches hand-computed values (align_corners=False)", 
     data::Image img(3, 2, 2);
     img.pixels = {0, 100, 200, 40, 10, 10, 10, 10, 255, 255, 0, 0};
     const data::Image r = resize_bilinear(img, 4, 4);
-    CHECK(plane_of(r, 0) == std::vector<float>{0, 25, 75, 100, 50, 59, 76, 85, 150, 126, 79, 55, 200, 160, 80, 40});
+    CHECK(plane_of(r, 0) ==
+          std::vector<float>{0, 25, 75, 100, 50, 59, 76, 85, 150, 126, 79, 55, 200, 160, 80, 40});
     for (auto v : plane_of(r, 1)) CHECK(v == 10);
     CHECK(plane_of(r, 2)[4] == 191);  // .75 * 255 + .25 * 0 = 191.25
   }
@@ -165,7 +171,8 @@ TEST_CASE("to_model_input resizes and normalises with the given mean and std", "
   CHECK(v[2048 + 1023] == Approx((0.2 - 0.3) / 0.1));
 }
 
-TEST_CASE("unreadable image files are one-line errors naming the file and the reason", "[inspect]") {
+TEST_CASE("unreadable image files are one-line errors naming the file and the reason",
+          "[inspect]") {
   testing::TempDir tmp("inspect-corrupt");
   const fs::path text = tmp.path / "notes.png";
   std::ofstream(text) << "this is not an image\n";
@@ -182,7 +189,8 @@ TEST_CASE("unreadable image files are one-line errors naming the file and the re
   CHECK_THROWS_WITH(load_image(cut), Contains("cut.png"));
   CHECK_NOTHROW(load_image(good));
 
-  CHECK_THROWS_WITH(load_image(tmp.path / "missing.jpg"), Contains("missing.jpg") && Contains("no such file"));
+  CHECK_THROWS_WITH(load_image(tmp.path / "missing.jpg"),
+                    Contains("missing.jpg") && Contains("no such file"));
   try {
     load_image(text);
   } catch (const Error& e) {
@@ -193,7 +201,8 @@ TEST_CASE("unreadable image files are one-line errors naming the file and the re
 TEST_CASE("PNG files written are read back pixel for pixel", "[inspect]") {
   testing::TempDir tmp("inspect-png");
   data::Image img(3, 5, 7);
-  for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>(i * 37 % 256);
+  for (std::size_t i = 0; i < img.pixels.size(); ++i)
+    img.pixels[i] = static_cast<std::uint8_t>(i * 37 % 256);
   write_png(tmp.path / "sub" / "x.png", img);
   CHECK(load_image(tmp.path / "sub" / "x.png") == img);
 }
@@ -255,12 +264,14 @@ TEST_CASE("attention rollout: rows sum to one and a 2-layer example by hand", "[
   }
   SECTION("mismatched layers are errors") {
     CHECK_THROWS_WITH(attention_rollout({}), Contains("no attention maps"));
-    CHECK_THROWS_WITH(attention_rollout({LayerAttention{1, 2, {1, 0, 0, 1}}, LayerAttention{1, 1, {1}}}),
-                      Contains("token count"));
+    CHECK_THROWS_WITH(
+        attention_rollout({LayerAttention{1, 2, {1, 0, 0, 1}}, LayerAttention{1, 1, {1}}}),
+        Contains("token count"));
   }
 }
 
-TEST_CASE("attention maps of a model: one per block, and patch weights over the grid", "[inspect]") {
+TEST_CASE("attention maps of a model: one per block, and patch weights over the grid",
+          "[inspect]") {
   const auto cfg = small_config();
   Generator gen(11);
   models::VisionTransformer model(cfg, gen);
@@ -288,7 +299,8 @@ TEST_CASE("attention maps of a model: one per block, and patch weights over the 
   CHECK_THROWS_WITH(attention_patch_weights(model, 2), Contains("--layer") && Contains("0..1"));
 
   const auto w = attention_patch_weights(model, -1);
-  const data::Image overlay = attention_overlay(data::Image(3, 32, 32, 128), w, 8, 4, "viridis", 0.5);
+  const data::Image overlay =
+      attention_overlay(data::Image(3, 32, 32, 128), w, 8, 4, "viridis", 0.5);
   CHECK(overlay.height == 128);
   CHECK(overlay.width == 128);
 }
@@ -354,8 +366,9 @@ TEST_CASE("plot draws a tiny metrics file as a PNG of three panels", "[inspect]"
   testing::TempDir tmp("inspect-plot");
   std::ofstream m(tmp.path / "metrics.jsonl");
   for (int s = 1; s <= 6; ++s)
-    m << nlohmann::json{{"type", "step"}, {"epoch", (s + 2) / 3}, {"step", (s - 1) % 3}, {"global_step", s},
-                        {"loss", 2.3 - 0.1 * s}, {"lr", 1e-3 * s / 6}, {"images_per_sec", 100}, {"data_wait", 0}}
+    m << nlohmann::json{{"type", "step"},        {"epoch", (s + 2) / 3},  {"step", (s - 1) % 3},
+                        {"global_step", s},      {"loss", 2.3 - 0.1 * s}, {"lr", 1e-3 * s / 6},
+                        {"images_per_sec", 100}, {"data_wait", 0}}
              .dump()
       << "\n";
   m << R"({"type":"epoch","epoch":1,"global_step":3,"train_loss":2.1,"train_accuracy":0.2,"lr":0.0005,)"
@@ -376,7 +389,8 @@ TEST_CASE("plot draws a tiny metrics file as a PNG of three panels", "[inspect]"
   const fs::path out = tmp.path / "curves.png";
   write_curves_png(tmp.path, out);
   int w = 0, h_px = 0, n = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load(out.c_str(), &w, &h_px, &n, 3), stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load(out.c_str(), &w, &h_px, &n, 3),
+                                               stbi_image_free);
   REQUIRE(px);
   CHECK(w == 1560);
   CHECK(h_px == 480);
@@ -391,16 +405,20 @@ TEST_CASE("plot draws a tiny metrics file as a PNG of three panels", "[inspect]"
 
 TEST_CASE("plot errors name the file and the line", "[inspect]") {
   testing::TempDir tmp("inspect-plot-bad");
-  CHECK_THROWS_WITH(write_curves_png(tmp.path, tmp.path / "c.png"), Contains("metrics.jsonl") && Contains("exist"));
-  std::ofstream(tmp.path / "metrics.jsonl") << R"({"type":"step","global_step":1,"loss":2,"lr":0.1})"
-                                            << "\n{not json\n";
+  CHECK_THROWS_WITH(write_curves_png(tmp.path, tmp.path / "c.png"),
+                    Contains("metrics.jsonl") && Contains("exist"));
+  std::ofstream(tmp.path / "metrics.jsonl")
+      << R"({"type":"step","global_step":1,"loss":2,"lr":0.1})"
+      << "\n{not json\n";
   CHECK_THROWS_WITH(write_curves_png(tmp.path, tmp.path / "c.png"), Contains("metrics.jsonl:2"));
   std::ofstream(tmp.path / "metrics.jsonl") << "\n";
-  CHECK_THROWS_WITH(write_curves_png(tmp.path, tmp.path / "c.png"), Contains("no step or epoch records"));
+  CHECK_THROWS_WITH(write_curves_png(tmp.path, tmp.path / "c.png"),
+                    Contains("no step or epoch records"));
   CHECK(!fs::exists(tmp.path / "c.png"));
 }
 
-TEST_CASE("command errors surface after parsing, where main turns them into exit code 1", "[inspect]") {
+TEST_CASE("command errors surface after parsing, where main turns them into exit code 1",
+          "[inspect]") {
   testing::TempDir tmp("inspect-cli");
   CLI::App app;
   add_predict_command(app);

@@ -18,9 +18,12 @@ namespace pw::app {
 std::vector<LayerAttention> layer_attentions(const models::VisionTransformer& model) {
   std::vector<LayerAttention> layers;
   for (const Tensor& a : model.attention_maps()) {
-    PW_CHECK(a.defined(), "[attention] no attention maps kept: call keep_attention(true) before the forward pass");
+    PW_CHECK(
+        a.defined(),
+        "[attention] no attention maps kept: call keep_attention(true) before the forward pass");
     PW_CHECK(a.dim() == 4 && a.shape()[0] == 1 && a.shape()[2] == a.shape()[3],
-             "[attention] expected (1, H, T, T) attention for one image, got {}", shape_str(a.shape()));
+             "[attention] expected (1, H, T, T) attention for one image, got {}",
+             shape_str(a.shape()));
     layers.push_back({a.shape()[1], a.shape()[2], a.to_vector<float>()});
   }
   return layers;
@@ -30,15 +33,15 @@ std::vector<double> attention_patch_weights(const models::VisionTransformer& mod
   const auto layers = layer_attentions(model);
   const std::int64_t prefix = model.cfg.num_tokens() - model.cfg.num_patches();
   if (layer < 0) return patch_weights(attention_rollout(layers), prefix);
-  PW_CHECK(static_cast<std::size_t>(layer) < layers.size(), "[--layer] {} is out of range: the model has blocks 0..{}",
-           layer, layers.size() - 1);
+  PW_CHECK(static_cast<std::size_t>(layer) < layers.size(),
+           "[--layer] {} is out of range: the model has blocks 0..{}", layer, layers.size() - 1);
   return patch_weights(mean_over_heads(layers[static_cast<std::size_t>(layer)]), prefix);
 }
 
-data::Image attention_overlay(const data::Image& image, const std::vector<double>& weights, int grid, int scale,
-                              const std::string& colormap_name, double alpha) {
-  PW_CHECK(weights.size() == static_cast<std::size_t>(grid) * grid, "[attention] {} weights for a {}x{} grid",
-           weights.size(), grid, grid);
+data::Image attention_overlay(const data::Image& image, const std::vector<double>& weights,
+                              int grid, int scale, const std::string& colormap_name, double alpha) {
+  PW_CHECK(weights.size() == static_cast<std::size_t>(grid) * grid,
+           "[attention] {} weights for a {}x{} grid", weights.size(), grid, grid);
   PW_CHECK(image.channels == 3, "[attention] expects an RGB image");
   const data::Image base = upscale_nearest(image, scale);
   // Stretch to [0, 1]: attention is spread thinly over the patches, so absolute values would
@@ -53,9 +56,11 @@ data::Image attention_overlay(const data::Image& image, const std::vector<double
   data::Image out = base;
   for (int y = 0; y < base.height; ++y)
     for (int x = 0; x < base.width; ++x) {
-      const Rgb colour = colormap(colormap_name, heat[static_cast<std::size_t>(y) * base.width + x]);
+      const Rgb colour =
+          colormap(colormap_name, heat[static_cast<std::size_t>(y) * base.width + x]);
       for (int c = 0; c < 3; ++c) {
-        const double v = (1 - alpha) * base.at(c, y, x) + alpha * colour[static_cast<std::size_t>(c)];
+        const double v =
+            (1 - alpha) * base.at(c, y, x) + alpha * colour[static_cast<std::size_t>(c)];
         out.at(c, y, x) = static_cast<std::uint8_t>(std::clamp(v + 0.5, 0.0, 255.0));
       }
     }
@@ -86,26 +91,30 @@ void run_attention(const AttentionOptions& o) {
   const auto weights = attention_patch_weights(*model, o.layer);
   // The image as the model sees it beside the same image under the heat map.
   const int scale = o.scale;
-  write_png(o.out, hconcat({upscale_nearest(image, scale), attention_overlay(image, weights, grid, scale, o.colormap,
-                                                                             o.alpha)},
+  write_png(o.out, hconcat({upscale_nearest(image, scale),
+                            attention_overlay(image, weights, grid, scale, o.colormap, o.alpha)},
                            std::max(2, scale)));
-  const std::string what = o.layer < 0 ? fmt::format("attention rollout over {} blocks", model->cfg.depth)
-                                       : fmt::format("block {} attention (mean of {} heads)", o.layer, model->cfg.heads);
+  const std::string what =
+      o.layer < 0 ? fmt::format("attention rollout over {} blocks", model->cfg.depth)
+                  : fmt::format("block {} attention (mean of {} heads)", o.layer, model->cfg.heads);
   fmt::print("{}: {} for {}, predicted {} ({:.1f}%); written to {}\n", o.image, what,
-             model->cfg.pool == "cls" ? "the class token" : "the mean-pooled tokens", pred.top[0].name,
-             100 * pred.top[0].probability, o.out);
+             model->cfg.pool == "cls" ? "the class token" : "the mean-pooled tokens",
+             pred.top[0].name, 100 * pred.top[0].probability, o.out);
 }
 
 }  // namespace
 
 void add_attention_command(CLI::App& app) {
   auto o = std::make_shared<AttentionOptions>();
-  CLI::App* sub = app.add_subcommand("attention", "Heat map of where the model looks (attention rollout) in an image");
+  CLI::App* sub = app.add_subcommand(
+      "attention", "Heat map of where the model looks (attention rollout) in an image");
   sub->option_defaults()->always_capture_default();
   sub->add_option("--weights", o->weights, "model.safetensors or a checkpoint")->required();
   sub->add_option("image", o->image, "Image file (PNG, JPEG, BMP, PPM)")->required();
-  sub->add_option("-o,--out", o->out, "Output PNG: the image and the heat map over it, side by side");
-  sub->add_option("--layer", o->layer, "Show one block's head-averaged attention (0-based); -1: rollout over all");
+  sub->add_option("-o,--out", o->out,
+                  "Output PNG: the image and the heat map over it, side by side");
+  sub->add_option("--layer", o->layer,
+                  "Show one block's head-averaged attention (0-based); -1: rollout over all");
   sub->add_option("--scale", o->scale, "Upscaling factor of the image")->check(CLI::Range(1, 64));
   sub->add_option("--colormap", o->colormap, "Colour map")->check(CLI::IsMember(colormap_names()));
   sub->add_option("--alpha", o->alpha, "Opacity of the heat map")->check(CLI::Range(0.0, 1.0));

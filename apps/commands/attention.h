@@ -22,8 +22,8 @@ std::vector<double> attention_patch_weights(const models::VisionTransformer& mod
 
 // `image` upscaled `scale` times (nearest), with the patch weights (bilinear-upscaled and
 // stretched to the full colour range) blended over it with opacity alpha.
-data::Image attention_overlay(const data::Image& image, const std::vector<double>& weights, int grid, int scale,
-                              const std::string& colormap_name, double alpha);
+data::Image attention_overlay(const data::Image& image, const std::vector<double>& weights,
+                              int grid, int scale, const std::string& colormap_name, double alpha);
 
 // Declares `attention` with its flags on `app`.
 void add_attention_command(CLI::App& app);

@@ -10,7 +10,9 @@ std::function<void()>& chosen() {
 }
 }  // namespace
 
-void set_chosen_command(std::function<void()> run) { chosen() = std::move(run); }
+void set_chosen_command(std::function<void()> run) {
+  chosen() = std::move(run);
+}
 
 bool run_chosen_command() {
   auto run = std::exchange(chosen(), nullptr);

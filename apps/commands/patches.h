@@ -10,7 +10,8 @@ namespace pw::app {
 
 // The image's patch x patch tiles, each upscaled `scale` times (nearest), laid out in their
 // grid with `gap` background pixels between neighbours. Sides must be multiples of `patch`.
-data::Image patch_grid(const data::Image& image, int patch, int scale, int gap, std::uint8_t fill = 255);
+data::Image patch_grid(const data::Image& image, int patch, int scale, int gap,
+                       std::uint8_t fill = 255);
 
 // Declares `patches` with its flags on `app`.
 void add_patches_command(CLI::App& app);

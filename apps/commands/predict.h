@@ -28,11 +28,11 @@ struct ImagePrediction {
 std::vector<double> softmax_probabilities(const std::vector<float>& logits);
 
 // Resizes and normalises one image and runs the model on it (eval mode, no grad).
-ImagePrediction classify_image(models::VisionTransformer& model, const ModelInfo& info, const data::Image& image,
-                               std::int64_t top);
+ImagePrediction classify_image(models::VisionTransformer& model, const ModelInfo& info,
+                               const data::Image& image, std::int64_t top);
 // classify_image on an image file; `image` of the result is the path.
-ImagePrediction predict_image(models::VisionTransformer& model, const ModelInfo& info, const std::string& path,
-                              std::int64_t top);
+ImagePrediction predict_image(models::VisionTransformer& model, const ModelInfo& info,
+                              const std::string& path, std::int64_t top);
 
 // The predictions as a JSON array of {"image", "top": [{"index", "class", "probability"}]}.
 nlohmann::json predictions_json(const std::vector<ImagePrediction>& predictions);

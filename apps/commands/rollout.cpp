@@ -7,7 +7,8 @@ namespace pw::app {
 TokenMatrix mean_over_heads(const LayerAttention& layer) {
   const std::int64_t H = layer.heads, T = layer.tokens;
   PW_CHECK(H > 0 && T > 0 && layer.probs.size() == static_cast<std::size_t>(H * T * T),
-           "[rollout] expected (H, T, T) = ({}, {}, {}) probabilities, got {} values", H, T, T, layer.probs.size());
+           "[rollout] expected (H, T, T) = ({}, {}, {}) probabilities, got {} values", H, T, T,
+           layer.probs.size());
   TokenMatrix m{T, std::vector<double>(static_cast<std::size_t>(T * T), 0.0)};
   for (std::int64_t h = 0; h < H; ++h)
     for (std::int64_t i = 0; i < T * T; ++i)
@@ -17,13 +18,17 @@ TokenMatrix mean_over_heads(const LayerAttention& layer) {
 }
 
 TokenMatrix attention_rollout(const std::vector<LayerAttention>& layers) {
-  PW_CHECK(!layers.empty(), "[rollout] no attention maps (was keep_attention on during the forward pass?)");
+  PW_CHECK(!layers.empty(),
+           "[rollout] no attention maps (was keep_attention on during the forward pass?)");
   const std::int64_t T = layers.front().tokens;
-  const auto idx = [T](std::int64_t r, std::int64_t c) { return static_cast<std::size_t>(r * T + c); };
+  const auto idx = [T](std::int64_t r, std::int64_t c) {
+    return static_cast<std::size_t>(r * T + c);
+  };
   TokenMatrix rollout{T, std::vector<double>(static_cast<std::size_t>(T * T), 0.0)};
   for (std::int64_t i = 0; i < T; ++i) rollout.values[idx(i, i)] = 1.0;
   for (const auto& layer : layers) {
-    PW_CHECK(layer.tokens == T, "[rollout] layers disagree on the token count: {} and {}", T, layer.tokens);
+    PW_CHECK(layer.tokens == T, "[rollout] layers disagree on the token count: {} and {}", T,
+             layer.tokens);
     TokenMatrix a = mean_over_heads(layer);
     // The residual stream carries x alongside attention's output: A + I, rows renormalised.
     for (std::int64_t r = 0; r < T; ++r) {
@@ -46,13 +51,16 @@ TokenMatrix attention_rollout(const std::vector<LayerAttention>& layers) {
 
 std::vector<double> patch_weights(const TokenMatrix& m, std::int64_t prefix_tokens) {
   const std::int64_t T = m.tokens, N = T - prefix_tokens;
-  PW_CHECK(prefix_tokens >= 0 && N > 0, "[rollout] {} tokens with {} prefix tokens leave no patches", T, prefix_tokens);
+  PW_CHECK(prefix_tokens >= 0 && N > 0,
+           "[rollout] {} tokens with {} prefix tokens leave no patches", T, prefix_tokens);
   std::vector<double> w(static_cast<std::size_t>(N), 0.0);
   if (prefix_tokens > 0) {
-    for (std::int64_t p = 0; p < N; ++p) w[static_cast<std::size_t>(p)] = m.at(0, prefix_tokens + p);
+    for (std::int64_t p = 0; p < N; ++p)
+      w[static_cast<std::size_t>(p)] = m.at(0, prefix_tokens + p);
   } else {
     for (std::int64_t r = 0; r < T; ++r)
-      for (std::int64_t p = 0; p < N; ++p) w[static_cast<std::size_t>(p)] += m.at(r, p) / static_cast<double>(T);
+      for (std::int64_t p = 0; p < N; ++p)
+        w[static_cast<std::size_t>(p)] += m.at(r, p) / static_cast<double>(T);
   }
   double sum = 0;
   for (double v : w) sum += v;

@@ -19,7 +19,9 @@ struct LayerAttention {
 struct TokenMatrix {
   std::int64_t tokens = 0;
   std::vector<double> values;
-  double at(std::int64_t row, std::int64_t col) const { return values[static_cast<std::size_t>(row * tokens + col)]; }
+  double at(std::int64_t row, std::int64_t col) const {
+    return values[static_cast<std::size_t>(row * tokens + col)];
+  }
 };
 
 // The mean over heads of one layer's attention, (T, T).

@@ -35,10 +35,11 @@ bool under(const std::string& name, const std::string& prefix) {
 // pos_drop sees T tokens, after the class token is prepended, which the (1, T, D) rule gives.
 std::vector<SummaryRow> rows_by_rule(models::VisionTransformer& model) {
   const auto& c = model.cfg;
-  const std::int64_t T = c.num_tokens(), N = c.num_patches(), D = c.dim, G = c.image_size / c.patch_size;
+  const std::int64_t T = c.num_tokens(), N = c.num_patches(), D = c.dim,
+                     G = c.image_size / c.patch_size;
   const std::int64_t inner = c.heads * (c.head_dim > 0 ? c.head_dim : c.dim / c.heads);
   std::vector<SummaryRow> rows;
-  std::map<std::string, std::int64_t> width;     // by module name
+  std::map<std::string, std::int64_t> width;      // by module name
   std::map<std::string, std::string> last_child;  // parent -> the most recent child seen
   std::map<std::string, std::string> type_of;
   for (auto& [name, m] : model.named_modules()) {
@@ -97,8 +98,8 @@ void check_against_forward(models::VisionTransformer& model, const std::vector<S
     if (r.name == "patch_embed") seen = embedded.shape();
     if (r.type == "TransformerBlock" && !maps.empty())  // (1, H, T, T) -> T tokens of width D
       seen = {1, maps.front().shape()[2], c.dim};
-    PW_CHECK(seen.empty() || seen == r.output, "[summary] '{}' outputs {} but the table says {}", r.name,
-             shape_str(seen), shape_str(r.output));
+    PW_CHECK(seen.empty() || seen == r.output, "[summary] '{}' outputs {} but the table says {}",
+             r.name, shape_str(seen), shape_str(r.output));
   }
 }
 
@@ -113,7 +114,9 @@ std::string thousands(std::int64_t n) {
   return out;
 }
 
-std::string shape_list(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+std::string shape_list(const Shape& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
 
 }  // namespace
 
@@ -131,20 +134,24 @@ std::string format_summary(const ModelSummary& s, int max_depth) {
   std::size_t name_width = 20;
   for (const auto& r : s.rows)
     if (max_depth < 0 || r.depth <= max_depth)
-      name_width = std::max(name_width, 2 * static_cast<std::size_t>(r.depth) + std::max<std::size_t>(r.name.size(), 5));
+      name_width = std::max(name_width, 2 * static_cast<std::size_t>(r.depth) +
+                                            std::max<std::size_t>(r.name.size(), 5));
   const std::string rule(name_width + 2 + 18 + 2 + 16 + 2 + 12, '-');
   std::string out = rule + "\n";
-  out += fmt::format("{:<{}}  {:<18}  {:<16}  {:>12}\n", "Module", name_width, "Type", "Output shape", "Params");
+  out += fmt::format("{:<{}}  {:<18}  {:<16}  {:>12}\n", "Module", name_width, "Type",
+                     "Output shape", "Params");
   out += std::string(rule.size(), '=') + "\n";
   for (const auto& r : s.rows) {
     if (max_depth >= 0 && r.depth > max_depth) continue;
-    const std::string label = std::string(2 * static_cast<std::size_t>(r.depth), ' ') + (r.name.empty() ? "(model)" : r.name);
-    out += fmt::format("{:<{}}  {:<18}  {:<16}  {:>12}\n", label, name_width, r.type, shape_list(r.output),
-                       thousands(r.params));
+    const std::string label = std::string(2 * static_cast<std::size_t>(r.depth), ' ') +
+                              (r.name.empty() ? "(model)" : r.name);
+    out += fmt::format("{:<{}}  {:<18}  {:<16}  {:>12}\n", label, name_width, r.type,
+                       shape_list(r.output), thousands(r.params));
   }
   out += std::string(rule.size(), '=') + "\n";
   out += fmt::format("Total params: {}\n", thousands(s.total_params));
-  out += fmt::format("Params size (MB, float32): {:.2f}\n", static_cast<double>(s.total_params) * 4 / (1024.0 * 1024.0));
+  out += fmt::format("Params size (MB, float32): {:.2f}\n",
+                     static_cast<double>(s.total_params) * 4 / (1024.0 * 1024.0));
   out += fmt::format("Input shape: {}\n", shape_list(s.input));
   out += fmt::format("Forward GFLOPs per image: {:.4f}\n", s.forward_flops / 1e9);
   out += rule + "\n";
@@ -191,15 +198,20 @@ void run_summary(const SummaryOptions& o) {
 
 void add_summary_command(CLI::App& app) {
   auto o = std::make_shared<SummaryOptions>();
-  CLI::App* sub = app.add_subcommand("summary", "Table of the model's modules, output shapes and parameters");
+  CLI::App* sub =
+      app.add_subcommand("summary", "Table of the model's modules, output shapes and parameters");
   sub->option_defaults()->always_capture_default();
-  auto* preset = sub->add_option("--preset", o->preset, "Model preset")->check(CLI::IsMember(models::vit_preset_names()));
-  auto* model = sub->add_option("--model", o->model_overrides,
-                                "Override a model config field, key=value (e.g. depth=4); repeatable");
-  sub->add_option("--weights", o->weights, "Describe the model of this weights file or checkpoint instead")
+  auto* preset = sub->add_option("--preset", o->preset, "Model preset")
+                     ->check(CLI::IsMember(models::vit_preset_names()));
+  auto* model =
+      sub->add_option("--model", o->model_overrides,
+                      "Override a model config field, key=value (e.g. depth=4); repeatable");
+  sub->add_option("--weights", o->weights,
+                  "Describe the model of this weights file or checkpoint instead")
       ->excludes(preset)
       ->excludes(model);
-  sub->add_option("--depth", o->depth, "Show modules nested at most this deep (-1: all)")->check(CLI::Range(-1, 64));
+  sub->add_option("--depth", o->depth, "Show modules nested at most this deep (-1: all)")
+      ->check(CLI::Range(-1, 64));
   sub->callback([o] { set_chosen_command([o] { run_summary(*o); }); });
 }
 

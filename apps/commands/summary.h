@@ -12,10 +12,10 @@
 namespace pw::app {
 
 struct SummaryRow {
-  std::string name;  // dotted, "" for the model itself
-  std::string type;  // Module::type_name()
-  int depth = 0;     // nesting level, 0 for the model
-  Shape output;      // for a batch of one image
+  std::string name;         // dotted, "" for the model itself
+  std::string type;         // Module::type_name()
+  int depth = 0;            // nesting level, 0 for the model
+  Shape output;             // for a batch of one image
   std::int64_t params = 0;  // its own and its children's
 };
 
