@@ -108,7 +108,7 @@ void add_predict_command(CLI::App& app) {
   sub->add_option("--weights", o->weights, "model.safetensors or a checkpoint")->required();
   sub->add_option("images", o->images, "Image files")->required();
   sub->add_option("--top", o->top, "How many classes to show per image")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1000));
   sub->add_flag("--json", o->json, "Print JSON instead of text");
   sub->callback([o] { set_chosen_command([o] { run_predict(*o); }); });
 }
