@@ -12,6 +12,9 @@
 // that the usual transpose(1, 2).reshape(B, N, H*D) that follows is free.
 // OpenBLAS built for OpenMP runs one thread when called inside a parallel region, so the
 // per-pair GEMMs do not oversubscribe the cores.
+// FP exceptions are never inspected: without trapping math GCC may turn the selects of
+// ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
+#pragma GCC optimize("no-trapping-math")
 #include <omp.h>
 
 #include <cmath>
@@ -20,6 +23,7 @@
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
+#include "ops/fast_math.h"
 #include "ops/kernels.h"
 #include "ops/nn.h"
 
@@ -88,7 +92,7 @@ void attention_forward(const Operand& q, const Operand& k, const Operand& v, con
     // Per-thread scratch: S/P when P is not kept, and the dropped Pd.
     std::vector<T> s_buf(probs ? 0 : static_cast<std::size_t>(Nq * Nk));
     std::vector<T> d_buf(drop ? static_cast<std::size_t>(Nq * Nk) : 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (std::int64_t pair = 0; pair < B * H; ++pair) {
       const std::int64_t b = pair / H, h = pair % H;
       T* S = probs ? probs + pair * Nq * Nk : s_buf.data();
@@ -106,15 +110,12 @@ void attention_forward(const Operand& q, const Operand& k, const Operand& v, con
             for (std::int64_t j = 0; j < Nk; ++j) row[j] += mrow[j * mj];
           }
         }
-        T m = -std::numeric_limits<T>::infinity();
-        for (std::int64_t j = 0; j < Nk; ++j) m = std::max(m, row[j]);
+        const T m = fast::max(row, Nk);
         if (m == -std::numeric_limits<T>::infinity()) {
           std::fill(row, row + Nk, T(0));  // a fully masked row attends to nothing
           continue;
         }
-        T sum = 0;
-        for (std::int64_t j = 0; j < Nk; ++j) sum += (row[j] = std::exp(row[j] - m));
-        const T inv = T(1) / sum;
+        const T inv = T(1) / fast::exp_shifted(row, m, row, Nk);
         for (std::int64_t j = 0; j < Nk; ++j) row[j] *= inv;
       }
       const T* Pd = S;
@@ -150,7 +151,7 @@ void attention_backward(const Tensor& g, const Operand& q, const Operand& k, con
   {
     std::vector<T> dp(static_cast<std::size_t>(Nq * Nk));
     std::vector<T> pd_buf(drop && dv.defined() ? static_cast<std::size_t>(Nq * Nk) : 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (std::int64_t pair = 0; pair < B * H; ++pair) {
       const std::int64_t b = pair / H, h = pair % H;
       const T* P = probs + pair * Nq * Nk;
@@ -176,8 +177,7 @@ void attention_backward(const Tensor& g, const Operand& q, const Operand& k, con
         const T* p = P + i * Nk;
         if (keep)
           for (std::int64_t j = 0; j < Nk; ++j) r[j] = keep[i * Nk + j] ? r[j] * ds : T(0);
-        T dot = 0;
-        for (std::int64_t j = 0; j < Nk; ++j) dot += r[j] * p[j];
+        const T dot = fast::dot(r, p, Nk);
         for (std::int64_t j = 0; j < Nk; ++j) r[j] = p[j] * (r[j] - dot);  // dS
       }
       if (dq.defined())

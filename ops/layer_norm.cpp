@@ -5,6 +5,9 @@
 //   y    = xhat * w + b
 //   dx   = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),  dxhat = g * w
 //   dw   = sum_rows g * xhat,  db = sum_rows g
+// FP exceptions are never inspected: without trapping math GCC may turn the selects of
+// ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
+#pragma GCC optimize("no-trapping-math")
 #include <omp.h>
 
 #include <cmath>
@@ -12,6 +15,7 @@
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
+#include "ops/fast_math.h"
 #include "ops/nn.h"
 
 namespace pw {
@@ -27,11 +31,8 @@ void layer_norm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rs
       const T* xr = x + r * D;
       T* yr = y + r * D;
       // Two passes (mean, then the centred sum of squares) avoid the cancellation of E[x^2]-E[x]^2.
-      T s = 0;
-      for (std::int64_t i = 0; i < D; ++i) s += xr[i];
-      const T mu = s / static_cast<T>(D);
-      T ss = 0;
-      for (std::int64_t i = 0; i < D; ++i) ss += (xr[i] - mu) * (xr[i] - mu);
+      const T mu = fast::sum(xr, D) / static_cast<T>(D);
+      const T ss = fast::sq_dev_sum(xr, mu, D);
       const T rs = static_cast<T>(1.0 / std::sqrt(static_cast<double>(ss) / D + eps));
       mean[r] = mu;
       rstd[r] = rs;
@@ -63,29 +64,28 @@ void layer_norm_backward(const T* g, const T* x, const T* w, const T* mean, cons
     const std::int64_t r0 = std::min(R, t * chunk), r1 = std::min(R, r0 + chunk);
     T* pw_ = dw ? part_w.data() + t * D : nullptr;
     T* pb = db ? part_b.data() + t * D : nullptr;
+    std::vector<T> xhat(static_cast<std::size_t>(D)), dxhat(static_cast<std::size_t>(D));
     for (std::int64_t r = r0; r < r1; ++r) {
       const T* gr = g + r * D;
       const T* xr = x + r * D;
       const T mu = mean[r], rs = rstd[r];
+      T* xh = xhat.data();
+      for (std::int64_t i = 0; i < D; ++i) xh[i] = (xr[i] - mu) * rs;
       if (pw_)
-        for (std::int64_t i = 0; i < D; ++i) pw_[i] += gr[i] * (xr[i] - mu) * rs;
+        for (std::int64_t i = 0; i < D; ++i) pw_[i] += gr[i] * xh[i];
       if (pb)
         for (std::int64_t i = 0; i < D; ++i) pb[i] += gr[i];
       if (!dx) continue;
+      const T* dxh = gr;
+      if (w) {
+        for (std::int64_t i = 0; i < D; ++i) dxhat[i] = gr[i] * w[i];
+        dxh = dxhat.data();
+      }
       // Row means of dxhat and dxhat * xhat.
-      T s1 = 0, s2 = 0;
-      for (std::int64_t i = 0; i < D; ++i) {
-        const T dxh = w ? gr[i] * w[i] : gr[i];
-        s1 += dxh;
-        s2 += dxh * (xr[i] - mu) * rs;
-      }
-      s1 /= static_cast<T>(D);
-      s2 /= static_cast<T>(D);
+      const T s1 = fast::sum(dxh, D) / static_cast<T>(D);
+      const T s2 = fast::dot(dxh, xh, D) / static_cast<T>(D);
       T* dxr = dx + r * D;
-      for (std::int64_t i = 0; i < D; ++i) {
-        const T dxh = w ? gr[i] * w[i] : gr[i];
-        dxr[i] = rs * (dxh - s1 - (xr[i] - mu) * rs * s2);
-      }
+      for (std::int64_t i = 0; i < D; ++i) dxr[i] = rs * (dxh[i] - s1 - xh[i] * s2);
     }
   }
   for (int t = 0; t < nt; ++t)

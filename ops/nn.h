@@ -20,10 +20,13 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // ---- activations ----
 // Exact GELU 0.5 x (1 + erf(x / sqrt 2)), or the tanh approximation when approximate = "tanh".
 Tensor gelu(const Tensor& x, const std::string& approximate = "none");
+// x * sigmoid(x).
 Tensor silu(const Tensor& x);
 
 // ---- softmax and losses ----
+// exp(x - max) / sum along dim; backward from the saved output.
 Tensor softmax(const Tensor& x, std::int64_t dim);
+// x - logsumexp(x) along dim; backward from the saved output.
 Tensor log_softmax(const Tensor& x, std::int64_t dim);
 enum class Reduction { None, Mean, Sum };
 // Cross-entropy of logits (B, C) with class indices (B) given as a float tensor of integer
@@ -36,6 +39,7 @@ Tensor cross_entropy_soft(const Tensor& logits, const Tensor& target_probs,
 // Negative log-likelihood of log-probabilities (B, C) and class indices (B).
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target,
                 Reduction reduction = Reduction::Mean);
+// (input - target)^2 reduced; input and target have the same shape, both get gradients.
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
 
 // ---- normalisation and regularisation ----
@@ -67,12 +71,14 @@ Tensor unpatchify(const Tensor& patches, std::int64_t patch, std::int64_t height
 // ---- attention ----
 struct AttentionResult {
   Tensor output;  // (B, H, N, Dh)
-  Tensor probs;   // (B, H, N, N) attention probabilities (after dropout is not applied), when asked
+  Tensor probs;   // (B, H, Nq, Nk) probabilities before dropout, when return_probs (no grad)
 };
-// softmax(q k^T * scale + mask) v on (B, H, N, Dh) with one fused forward kernel and one
-// fused backward kernel, parallel over batch x heads. `mask` is additive (float, broadcast
-// to (B, H, N, N)) or boolean-valued (1 = keep) when mask_is_bool; scale defaults to
-// 1/sqrt(Dh).
+// softmax(q k^T * scale + mask) v for q (B, H, Nq, Dh), k (B, H, Nk, Dh), v (B, H, Nk, Dv) with
+// one fused forward kernel and one fused backward kernel, parallel over batch x heads. q/k/v
+// may be strided views (read in place). `mask` is additive (same dtype, broadcast to
+// (B, H, Nq, Nk), treated as a constant: no gradient) or boolean-valued (1 = keep) when
+// mask_is_bool; a fully masked row gives zeros. scale defaults to 1/sqrt(Dh). The output is
+// a (B, H, Nq, Dv) view of (B, Nq, H, Dv) memory, so transpose(1, 2) to merge heads is free.
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                              const Tensor& mask = Tensor(),
                                              bool mask_is_bool = false, double dropout_p = 0.0,

@@ -3,12 +3,16 @@
 // Backward from the saved output y:
 //   softmax:     dx = y * (g - sum(g * y))
 //   log_softmax: dx = g - exp(y) * sum(g)
+// FP exceptions are never inspected: without trapping math GCC may turn the selects of
+// ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
+#pragma GCC optimize("no-trapping-math")
 #include <cmath>
 #include <limits>
 
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
+#include "ops/fast_math.h"
 #include "ops/nn.h"
 
 namespace pw {
@@ -44,15 +48,26 @@ void softmax_forward(const T* x, T* y, const Lines& L, bool log) {
   for_each_line(L, [&](std::int64_t b) {
     const T* xl = x + b;
     T* yl = y + b;
+    if (s == 1) {  // rows along the last dim: vectorised
+      const T m = fast::max(xl, D);
+      if (log) {
+        const T lse = m + std::log(fast::exp_shifted(xl, m, yl, D));
+        for (std::int64_t i = 0; i < D; ++i) yl[i] = xl[i] - lse;
+      } else {
+        const T inv = T(1) / fast::exp_shifted(xl, m, yl, D);
+        for (std::int64_t i = 0; i < D; ++i) yl[i] *= inv;
+      }
+      return;
+    }
     T m = -std::numeric_limits<T>::infinity();
     for (std::int64_t i = 0; i < D; ++i) m = std::max(m, xl[i * s]);
     T sum = 0;
     if (log) {
-      for (std::int64_t i = 0; i < D; ++i) sum += std::exp(xl[i * s] - m);
+      for (std::int64_t i = 0; i < D; ++i) sum += fast::exp(xl[i * s] - m);
       const T lse = m + std::log(sum);
       for (std::int64_t i = 0; i < D; ++i) yl[i * s] = xl[i * s] - lse;
     } else {
-      for (std::int64_t i = 0; i < D; ++i) sum += (yl[i * s] = std::exp(xl[i * s] - m));
+      for (std::int64_t i = 0; i < D; ++i) sum += (yl[i * s] = fast::exp(xl[i * s] - m));
       const T inv = T(1) / sum;
       for (std::int64_t i = 0; i < D; ++i) yl[i * s] *= inv;
     }
@@ -66,10 +81,20 @@ void softmax_backward(const T* g, const T* y, T* dx, const Lines& L, bool log) {
     const T* gl = g + b;
     const T* yl = y + b;
     T* dl = dx + b;
+    if (s == 1) {
+      if (log) {
+        const T gs = fast::sum(gl, D);
+        for (std::int64_t i = 0; i < D; ++i) dl[i] = gl[i] - fast::exp(yl[i]) * gs;
+      } else {
+        const T gy = fast::dot(gl, yl, D);
+        for (std::int64_t i = 0; i < D; ++i) dl[i] = yl[i] * (gl[i] - gy);
+      }
+      return;
+    }
     T dot = 0;
     if (log) {
       for (std::int64_t i = 0; i < D; ++i) dot += gl[i * s];
-      for (std::int64_t i = 0; i < D; ++i) dl[i * s] = gl[i * s] - std::exp(yl[i * s]) * dot;
+      for (std::int64_t i = 0; i < D; ++i) dl[i * s] = gl[i * s] - fast::exp(yl[i * s]) * dot;
     } else {
       for (std::int64_t i = 0; i < D; ++i) dot += gl[i * s] * yl[i * s];
       for (std::int64_t i = 0; i < D; ++i) dl[i * s] = yl[i * s] * (gl[i * s] - dot);

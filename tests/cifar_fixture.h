@@ -39,7 +39,7 @@ inline std::filesystem::path write_synthetic_cifar(const std::filesystem::path& 
     r[0] = static_cast<char>(label);
     for (int c = 0; c < 3; ++c)
       for (int p = 0; p < 1024; ++p) {
-        const int base = ((label >> c) & 1) * 120 + (p / 32 < 4 * (label % 8) ? 60 : 0);
+        const int base = ((label >> c) & 1) * 120 + (p / 32 < 3 * label ? 60 : 0);
         r[1 + c * 1024 + p] = static_cast<char>(base + static_cast<int>(gen.randint(60)));
       }
     return r;

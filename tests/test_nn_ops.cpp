@@ -413,3 +413,24 @@ TEST_CASE("the cls-token and position-embedding pattern carries gradients", "[co
   CHECK(max_abs_diff(r.grads[1], sum(slice(G, 1, 0, 1), {0}, true)) < 1e-12);
   CHECK(max_abs_diff(r.grads[2], sum(G, {0}, true)) < 1e-12);
 }
+
+TEST_CASE("float32 kernels with the vectorised exp/erf/tanh stay close to float64",
+          "[activation]") {
+  // x on a grid over [-12, 12); float64 runs through libm, float32 through ops/fast_math.h.
+  Tensor x64 = arange(-12, 12, 0.01, DType::Float64).requires_grad_();
+  Tensor x32 = to(x64.detach(), DType::Float32).requires_grad_();
+  auto check = [&](const std::function<Tensor(const Tensor&)>& f, double tol) {
+    x64.zero_grad();
+    x32.zero_grad();
+    Tensor y64 = f(x64), y32 = f(x32);
+    sum(y64).backward();
+    sum(y32).backward();
+    CHECK(max_abs_diff(to(y32, DType::Float64), y64) < tol);
+    CHECK(max_abs_diff(to(x32.grad(), DType::Float64), x64.grad()) < tol);
+  };
+  check([](const Tensor& t) { return gelu(t); }, 2e-6);
+  check([](const Tensor& t) { return gelu(t, "tanh"); }, 2e-6);
+  check([](const Tensor& t) { return silu(t); }, 2e-6);
+  check([](const Tensor& t) { return softmax(reshape(t, {24, 100}), 1); }, 1e-6);
+  check([](const Tensor& t) { return log_softmax(reshape(t, {24, 100}), 1); }, 1e-5);
+}

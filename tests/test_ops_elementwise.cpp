@@ -8,6 +8,7 @@
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "tests/op_test_helpers.h"
+#include "scoped_threads.h"
 
 using namespace pw;
 using pw::test::leaf;
@@ -350,6 +351,7 @@ TEST_CASE("elementwise kernels match a plain loop on strided and broadcast input
 }
 
 TEST_CASE("elementwise kernels match a plain loop when split across threads", "[elementwise]") {
+  testing::ScopedThreads threads(2);
   // 40*33*64 = 84,480 elements: above kParallelGrain, so rows start mid-odometer on each thread.
   Generator gen(7);
   const Tensor a = permute(rand({64, 40, 33}, gen, DType::Float64), {1, 2, 0});   // (40,33,64)

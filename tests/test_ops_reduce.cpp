@@ -8,6 +8,7 @@
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "tests/op_test_helpers.h"
+#include "scoped_threads.h"
 
 using namespace pw;
 using pw::test::leaf;
@@ -240,6 +241,7 @@ void check_reduce_against_loop(DType dt) {
 }  // namespace
 
 TEST_CASE("reduction kernels match a plain loop on strided inputs", "[reduce]") {
+  testing::ScopedThreads threads(2);
   check_reduce_against_loop(DType::Float32);
   check_reduce_against_loop(DType::Float64);
 }

@@ -7,6 +7,7 @@
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "tests/op_test_helpers.h"
+#include "scoped_threads.h"
 
 using namespace pw;
 using pw::test::leaf;
@@ -459,11 +460,13 @@ void check_copy_kernels_against_loops(DType dt) {
 }  // namespace
 
 TEST_CASE("copying kernels match plain loops on strided inputs", "[shape]") {
+  testing::ScopedThreads threads(2);
   check_copy_kernels_against_loops(DType::Float32);
   check_copy_kernels_against_loops(DType::Float64);
 }
 
 TEST_CASE("gather and index_select backward match a plain scatter-add loop", "[shape]") {
+  testing::ScopedThreads threads(2);
   // Backward of sum(w * gather(x, 1, idx)) is a scatter-add of w; repeated indices collide.
   // 600*60 positions: above kParallelGrain, so the scatter runs on several threads.
   Generator gen(12);
