@@ -190,7 +190,11 @@ void run_summary(const SummaryOptions& o) {
     model = std::make_unique<models::VisionTransformer>(config_from_flags(o));
     source = "preset " + o.preset;
   }
-  fmt::print("ViT ({}): {}\n", source, models::to_json(model->cfg).dump());
+  const auto& c = model->cfg;
+  fmt::print(
+      "ViT from {}: image {}, patch {}, dim {}, depth {}, heads {}, mlp {}, pool {}, {} classes\n",
+      source, c.image_size, c.patch_size, c.dim, c.depth, c.heads, c.mlp_dim, c.pool,
+      c.num_classes);
   fmt::print("{}", format_summary(summarize(*model), o.depth));
 }
 
