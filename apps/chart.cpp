@@ -46,8 +46,13 @@ std::string tick_label(double v, double step) {
   const int decimals = std::max(0, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
   if (decimals <= 3 && std::abs(v) < 1e5) return fmt::format("{:.{}f}", v, decimals);
   const int exponent = static_cast<int>(std::floor(std::log10(std::abs(v))));
-  std::string mantissa = fmt::format("{:.1f}", v / std::pow(10.0, exponent));
-  if (mantissa.ends_with(".0")) mantissa.resize(mantissa.size() - 2);
+  // As many mantissa digits as the step needs (1.05e-4 beside 1e-4), trailing zeros dropped.
+  const int digits = std::max(0, exponent - static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+  std::string mantissa = fmt::format("{:.{}f}", v / std::pow(10.0, exponent), digits);
+  if (mantissa.find('.') != std::string::npos) {
+    while (mantissa.ends_with("0")) mantissa.pop_back();
+    if (mantissa.ends_with(".")) mantissa.pop_back();
+  }
   return fmt::format("{}e{}", mantissa, exponent);
 }
 
@@ -108,6 +113,7 @@ void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double wi
       for (double t = std::ceil(xr.lo); t <= xr.hi; t += 1) xt.push_back(t);
     }
     xstep = xt.size() > 1 ? xt[1] - xt[0] : xr.hi - xr.lo;
+    if (chart.integer_x) xstep = std::max(xstep, 1.0);
     ystep = yt.size() > 1 ? yt[1] - yt[0] : yr.hi - yr.lo;
   }
   // Margins leave room for the title above, the axis labels below and left, and the widest
@@ -192,7 +198,11 @@ void draw_chart(cairo_t* cr, const Chart& chart, double x0, double y0, double wi
       pen_down = true;
     }
     cairo_stroke(cr);
-    if (s.markers)
+    // A lone point draws no line, so it gets a marker.
+    const bool lone = std::count_if(s.points.begin(), s.points.end(), [](const auto& p) {
+                        return std::isfinite(p.first) && std::isfinite(p.second);
+                      }) == 1;
+    if (s.markers || lone)
       for (const auto& [px, py] : s.points) {
         if (!std::isfinite(px) || !std::isfinite(py)) continue;
         cairo_arc(cr, sx(px), sy(py), s.line_width + 1.5, 0, 2 * std::numbers::pi);

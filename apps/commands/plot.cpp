@@ -29,7 +29,7 @@ fs::path metrics_path(const fs::path& run_dir) {
 }
 
 std::vector<Chart> curve_charts(const MetricsHistory& h) {
-  Chart loss{"Loss", "step", "cross-entropy loss", {}, false, "no steps logged yet"};
+  Chart loss{"Loss", "step", "cross-entropy loss", {}, true, "no steps logged yet"};
   Series step_loss{"train loss (per logged step)", kBlue, {}, 1.2, 0.45, false};
   Series train_loss{"train loss (epoch mean)", kBlue, {}, 2.2, 1.0, true};
   Series test_loss{"test loss", kOrange, {}, 2.2, 1.0, true};
@@ -52,7 +52,7 @@ std::vector<Chart> curve_charts(const MetricsHistory& h) {
   }
   acc.series = {train_acc, test_acc};
 
-  Chart lr{"Learning rate", "step", "learning rate", {}, false, "no steps logged yet"};
+  Chart lr{"Learning rate", "step", "learning rate", {}, true, "no steps logged yet"};
   Series lr_line{"", kGreen, {}, 2.0, 1.0, false};
   for (const auto& s : h.steps)
     lr_line.points.emplace_back(static_cast<double>(s.global_step), s.lr);
