@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "apps/bench.h"
+#include "apps/commands/commands.h"
 #include "apps/eval.h"
 #include "apps/train/trainer.h"
 #include "core/error.h"
@@ -42,6 +43,12 @@ int main(int argc, char** argv) {
   bench->add_option("--warmup", bench_opts.warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
   bench->add_flag("--json", bench_opts.json, "One JSON line instead of a table");
 
+  pw::app::add_predict_command(app);
+  pw::app::add_attention_command(app);
+  pw::app::add_patches_command(app);
+  pw::app::add_summary_command(app);
+  pw::app::add_plot_command(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -62,6 +69,7 @@ int main(int argc, char** argv) {
       pw::app::run_eval(eval_opts);
       return 0;
     }
+    if (pw::app::run_chosen_command()) return 0;
   } catch (const pw::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

@@ -3,7 +3,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libfmt-dev catch2
-          libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev)
+          libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
+          libcairo2-dev)
 [ "${PATCHWORK_WITH_TORCH:-0}" = 1 ] && packages+=(python3 python3-torch python3-numpy)
 
 missing=()
