@@ -11,6 +11,7 @@
 
 #include "apps/data/loader.h"
 #include "apps/data/locate.h"
+#include "apps/commands/plot.h"
 #include "apps/train/progress.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
@@ -476,6 +477,7 @@ TrainResult train(TrainOptions o) {
     save_last();
     if (is_best) save_checkpoint(best_path.string(), model, info, *optimizer, state);
     --state.epoch;
+    write_curves_png(run_dir, run_dir / "curves.png");
     progress.finish_epoch(line);
   }
   save_model_weights((run_dir / "model.safetensors").string(), model, info);
