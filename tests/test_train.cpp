@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "apps/eval.h"
@@ -10,6 +11,9 @@
 #include "apps/weights.h"
 #include "cifar_fixture.h"
 #include "core/autograd.h"
+#include "core/file_io.h"
+#include "ops/nn.h"
+#include "optim/adam.h"
 
 using namespace pw;
 using namespace pw::app;
@@ -127,4 +131,67 @@ TEST_CASE("bad training input gives errors that name the problem", "[train]") {
   EvalOptions eo;
   eo.weights = (tmp.path / "data" / "cifar-10-batches-bin" / "test_batch.bin").string();
   CHECK_THROWS_WITH(run_eval(eo), Catch::Contains("test_batch.bin"));
+}
+
+TEST_CASE("a non-finite loss stops the run and leaves the last checkpoint untouched", "[train]") {
+  testing::TempDir tmp("nan");
+  testing::write_synthetic_cifar(tmp.path / "data", 16, 8);
+  TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
+  o.model_overrides = {"depth=1", "dim=16", "heads=2", "mlp_dim=32"};
+  o.batch_size = 8;
+  o.epochs = 1;
+  const TrainResult first = train(o);
+  const fs::path ckpt = fs::path(first.run_dir) / "checkpoint-last.safetensors";
+  const auto before = pw::read_file(ckpt.string());
+  // A new run in the same folder whose learning rate makes the weights, then the loss, blow up.
+  o.opt = "sgd";
+  o.lr = 1e30;
+  o.warmup_epochs = 0;
+  o.sched = "constant";
+  CHECK_THROWS_WITH(train(o), Catch::Contains("the loss is") && Catch::Contains("stopping") &&
+                                  Catch::Contains(ckpt.string()));
+  CHECK(pw::read_file(ckpt.string()) == before);
+}
+
+TEST_CASE("checkpoints round-trip the model, optimizer and loop state exactly", "[train]") {
+  testing::TempDir tmp("ckpt");
+  models::ViTConfig cfg = models::vit_preset("nano");
+  cfg.depth = 1;
+  Generator g(3);
+  models::VisionTransformer model(cfg, g);
+  optim::AdamWOptions ao;
+  optim::AdamW opt(model.parameters(), ao);
+  // One real step so that the optimizer has state to save.
+  Tensor loss = cross_entropy(model.forward(randn({2, 3, 32, 32}, g)), tensor({1, 7}, {2}));
+  loss.backward();
+  opt.step();
+  TrainState st;
+  st.epoch = 3;
+  st.batch = 17;
+  st.global_step = 1234;
+  st.best_accuracy = 0.625;
+  st.best_epoch = 2;
+  st.rng = Generator(99).state();
+  st.scheduler = {{"last_epoch", 1234}};
+  ModelInfo info{cfg, {}, {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}};
+  const auto path = (tmp.path / "ckpt.safetensors").string();
+  save_checkpoint(path, model, info, opt, st);
+
+  const LoadedModel back = load_model_file(path);
+  CHECK(back.is_checkpoint);
+  CHECK(back.state.to_json() == st.to_json());
+  CHECK(models::to_json(back.info.config) == models::to_json(cfg));
+  CHECK(back.info.classes == info.classes);
+  // The file orders tensors by dtype and name; compare by name.
+  auto same = [](const NamedTensors& a, const NamedTensors& b) {
+    std::map<std::string, std::vector<float>> ma, mb;
+    for (auto& [n, t] : a) ma[n] = t.to_vector();
+    for (auto& [n, t] : b) mb[n] = t.to_vector();
+    return ma.size() == a.size() && ma == mb;
+  };
+  CHECK(same(back.weights, model.state_dict()));
+  const optim::OptimizerState os = opt.state_dict();
+  CHECK(back.optimizer.scalars == os.scalars);
+  CHECK(same(back.optimizer.tensors, os.tensors));
+  CHECK(os.tensors.size() == 2 * model.parameters().size());  // exp_avg and exp_avg_sq
 }
