@@ -27,6 +27,11 @@ TRAIN_ARGS ?=
 train: build
 	$(BUILD)/vit train $(TRAIN_ARGS)
 
+# patchwork and PyTorch (Debian's python3-torch, installed on demand) side by side.
+compare: build
+	@PATCHWORK_WITH_TORCH=1 bash scripts/install-deps.sh
+	/usr/bin/python3 bench/compare.py --vit $(BUILD)/vit
+
 bench: build
 	$(BUILD)/bench/patchwork_bench
 

@@ -12,16 +12,18 @@ constexpr const char* kCheckpointFormat = "patchwork-checkpoint";
 std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
   return {{"format", "pt"},
           {"config", models::to_json(info.config).dump()},
-          {"normalization",
-           nlohmann::json{{"scale", 1.0 / 255.0}, {"mean", info.normalization.mean}, {"std", info.normalization.std}}
-               .dump()},
+          {"normalization", nlohmann::json{{"scale", 1.0 / 255.0},
+                                           {"mean", info.normalization.mean},
+                                           {"std", info.normalization.std}}
+                                .dump()},
           {"classes", nlohmann::json(info.classes).dump()}};
 }
 
 nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const std::string& key,
                           const std::string& path) {
   auto it = meta.find(key);
-  PW_CHECK(it != meta.end(), "[load] {}: no '{}' in the safetensors metadata; not a patchwork model file", path, key);
+  PW_CHECK(it != meta.end(),
+           "[load] {}: no '{}' in the safetensors metadata; not a patchwork model file", path, key);
   try {
     return nlohmann::json::parse(it->second);
   } catch (const nlohmann::json::exception& e) {
@@ -31,7 +33,8 @@ nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const 
 
 }  // namespace
 
-void save_model_weights(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info) {
+void save_model_weights(const std::string& path, const models::VisionTransformer& model,
+                        const ModelInfo& info) {
   save_safetensors(path, model.state_dict(), model_metadata(info));
 }
 
@@ -53,14 +56,16 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.best_accuracy = j.at("best_accuracy").get<double>();
   s.best_epoch = j.at("best_epoch").get<std::int64_t>();
   const auto rng = j.at("rng").get<std::vector<std::uint64_t>>();
-  PW_CHECK(rng.size() == s.rng.size(), "[checkpoint] RNG state has {} words, expected {}", rng.size(), s.rng.size());
+  PW_CHECK(rng.size() == s.rng.size(), "[checkpoint] RNG state has {} words, expected {}",
+           rng.size(), s.rng.size());
   std::copy(rng.begin(), rng.end(), s.rng.begin());
   s.scheduler = j.at("scheduler");
   return s;
 }
 
-void save_checkpoint(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info,
-                     const optim::Optimizer& optimizer, const TrainState& state) {
+void save_checkpoint(const std::string& path, const models::VisionTransformer& model,
+                     const ModelInfo& info, const optim::Optimizer& optimizer,
+                     const TrainState& state) {
   NamedTensors tensors;
   for (auto& [name, t] : model.state_dict()) tensors.emplace_back("model." + name, t);
   const optim::OptimizerState os = optimizer.state_dict();
@@ -89,8 +94,10 @@ LoadedModel load_model_file(const std::string& path) {
   auto fmt_it = file.metadata.find("format");
   out.is_checkpoint = fmt_it != file.metadata.end() && fmt_it->second == kCheckpointFormat;
   for (const auto& e : file.entries) {
-    PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type", path, e.name, e.dtype);
-    const Tensor t = e.tensor.dtype() == DType::Float32 ? e.tensor : copy_contiguous(e.tensor, DType::Float32);
+    PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type", path,
+             e.name, e.dtype);
+    const Tensor t =
+        e.tensor.dtype() == DType::Float32 ? e.tensor : copy_contiguous(e.tensor, DType::Float32);
     if (!out.is_checkpoint) {
       out.weights.emplace_back(e.name, t);
     } else if (e.name.rfind("model.", 0) == 0) {
@@ -115,7 +122,8 @@ void load_weights_into(models::VisionTransformer& model, const NamedTensors& wei
   for (auto& [name, t] : adjusted) {
     if (name != "pos_embed" || t.shape() == model.pos_embed.shape()) continue;
     const std::int64_t prefix = model.cls_token.defined() ? 1 : 0;
-    const auto grid = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(model.cfg.num_patches()))));
+    const auto grid = static_cast<std::int64_t>(
+        std::llround(std::sqrt(static_cast<double>(model.cfg.num_patches()))));
     t = models::resize_pos_embed(t, prefix, grid, "bicubic");
   }
   model.load_state_dict(adjusted, strict);

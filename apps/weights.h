@@ -2,8 +2,8 @@
 // names in __metadata__) and training checkpoints (the same weights under "model.", plus the
 // optimizer, scheduler, RNG and loop state), both written atomically.
 #pragma once
-#include <nlohmann/json.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -26,7 +26,8 @@ struct ModelInfo {
 };
 
 // Writes the model's state dict with its config, normalisation and class names.
-void save_model_weights(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info);
+void save_model_weights(const std::string& path, const models::VisionTransformer& model,
+                        const ModelInfo& info);
 
 // Everything a checkpoint restores besides the weights.
 struct TrainState {
@@ -35,14 +36,15 @@ struct TrainState {
   std::int64_t global_step = 0;  // optimizer steps taken
   double best_accuracy = -1;
   std::int64_t best_epoch = -1;
-  Generator::State rng{};        // the default generator (dropout, drop path)
+  Generator::State rng{};  // the default generator (dropout, drop path)
   nlohmann::json scheduler;
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);
 };
 
-void save_checkpoint(const std::string& path, const models::VisionTransformer& model, const ModelInfo& info,
-                     const optim::Optimizer& optimizer, const TrainState& state);
+void save_checkpoint(const std::string& path, const models::VisionTransformer& model,
+                     const ModelInfo& info, const optim::Optimizer& optimizer,
+                     const TrainState& state);
 
 // A weights file or a checkpoint, read back.
 struct LoadedModel {
@@ -57,6 +59,7 @@ LoadedModel load_model_file(const std::string& path);
 // Builds the model described by a loaded file and loads its weights (strict).
 std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded);
 // Loads weights into `model`, resizing the position embedding when the grids differ.
-void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights, bool strict = true);
+void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights,
+                       bool strict = true);
 
 }  // namespace pw::app

@@ -7,8 +7,8 @@
 namespace pw {
 
 struct AllocatorStats {
-  std::size_t bytes_in_use = 0;     // handed out and not yet returned
-  std::size_t bytes_cached = 0;     // returned and kept for reuse
+  std::size_t bytes_in_use = 0;  // handed out and not yet returned
+  std::size_t bytes_cached = 0;  // returned and kept for reuse
   std::size_t peak_bytes_in_use = 0;
   std::size_t system_allocations = 0;  // calls that reached the system allocator
 };

@@ -46,7 +46,8 @@ Tensor add_values(const Tensor& a, const Tensor& b) {
     strided_loop<2>(out.shape(), {out.strides(), bc.strides()},
                     [&](const std::array<std::int64_t, 2>& off, std::int64_t n,
                         const std::array<std::int64_t, 2>& s) {
-                      for (std::int64_t i = 0; i < n; ++i) o[off[0] + i * s[0]] += pb[off[1] + i * s[1]];
+                      for (std::int64_t i = 0; i < n; ++i)
+                        o[off[0] + i * s[0]] += pb[off[1] + i * s[1]];
                     });
   });
   return out;
@@ -83,8 +84,12 @@ Edge gradient_edge(const Tensor& t) {
 
 }  // namespace
 
-bool GradMode::is_enabled() { return grad_enabled; }
-void GradMode::set_enabled(bool enabled) { grad_enabled = enabled; }
+bool GradMode::is_enabled() {
+  return grad_enabled;
+}
+void GradMode::set_enabled(bool enabled) {
+  grad_enabled = enabled;
+}
 
 Node::~Node() {
   std::vector<std::shared_ptr<Node>> stack;
@@ -152,8 +157,9 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
              shape_str(root.shape()));
     grad = full(root.shape(), 1.0, root.dtype());
   }
-  PW_CHECK(grad.shape() == root.shape(), "[backward] gradient of shape {} for an output of shape {}",
-           shape_str(grad.shape()), shape_str(root.shape()));
+  PW_CHECK(grad.shape() == root.shape(),
+           "[backward] gradient of shape {} for an output of shape {}", shape_str(grad.shape()),
+           shape_str(root.shape()));
 
   NoGradGuard no_grad;
   std::shared_ptr<Node> start = gradient_edge(root).node;

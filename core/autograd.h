@@ -54,7 +54,7 @@ class Node {
 
   bool needs_input_grad(std::size_t i) const { return i < next.size() && next[i].node != nullptr; }
 
-  std::vector<Edge> next;          // one per input
+  std::vector<Edge> next;           // one per input
   std::vector<Shape> input_shapes;  // to check the shapes of returned gradients
   std::vector<DType> input_dtypes;
 

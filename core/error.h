@@ -22,9 +22,9 @@ template <typename... Args>
 }  // namespace pw
 
 // PW_CHECK(cond, "[op] message {}", args...) throws pw::Error when cond is false.
-#define PW_CHECK(cond, ...)   \
-  do {                        \
-    if (!(cond)) {            \
+#define PW_CHECK(cond, ...)    \
+  do {                         \
+    if (!(cond)) {             \
       ::pw::fail(__VA_ARGS__); \
-    }                         \
+    }                          \
   } while (0)

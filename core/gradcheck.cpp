@@ -80,7 +80,8 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
       y.backward(onehot);
       Tensor g = x.grad();
       const std::vector<double> row =
-          g.defined() ? g.to_vector<double>() : std::vector<double>(static_cast<std::size_t>(n_in), 0.0);
+          g.defined() ? g.to_vector<double>()
+                      : std::vector<double>(static_cast<std::size_t>(n_in), 0.0);
       for (std::int64_t i = 0; i < n_in; ++i) {
         const double a = row[i], n = numeric[j * n_in + i];
         if (!(std::abs(a - n) <= opts.atol + opts.rtol * std::abs(n))) {

@@ -43,8 +43,7 @@ void strided_loop(const Shape& shape, const std::array<Shape, K>& strides, F&& i
   for (std::size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1) continue;
     bool merge = !dims.empty();
-    for (std::size_t k = 0; k < K && merge; ++k)
-      merge = st[k].back() == strides[k][d] * shape[d];
+    for (std::size_t k = 0; k < K && merge; ++k) merge = st[k].back() == strides[k][d] * shape[d];
     if (merge) {
       dims.back() *= shape[d];
       for (std::size_t k = 0; k < K; ++k) st[k].back() = strides[k][d];
@@ -63,7 +62,8 @@ void strided_loop(const Shape& shape, const std::array<Shape, K>& strides, F&& i
   for (std::size_t k = 0; k < K; ++k) inner_strides[k] = st[k].back();
   std::int64_t rows = 1;
   for (std::int64_t d = 0; d + 1 < rank; ++d) rows *= dims[d];
-  const std::int64_t grain = std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(n_inner, 1));
+  const std::int64_t grain =
+      std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(n_inner, 1));
   parallel_for(rows, grain, [&](std::int64_t begin, std::int64_t end) {
     // Decompose `begin` into a counter over the outer dims once, then step it.
     std::vector<std::int64_t> counter(static_cast<std::size_t>(rank), 0);

@@ -46,8 +46,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 std::int64_t wrap_dim(std::int64_t dim, std::int64_t rank, const char* op) {
   const std::int64_t r = std::max<std::int64_t>(rank, 1);
-  PW_CHECK(dim >= -r && dim < r, "[{}] dim {} out of range for a tensor of rank {}", op, dim,
-           rank);
+  PW_CHECK(dim >= -r && dim < r, "[{}] dim {} out of range for a tensor of rank {}", op, dim, rank);
   return dim < 0 ? dim + r : dim;
 }
 

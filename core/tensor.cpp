@@ -10,7 +10,9 @@
 namespace pw {
 
 Storage::Storage(std::size_t n) : data(allocate(n)), nbytes(n) {}
-Storage::~Storage() { deallocate(data, nbytes); }
+Storage::~Storage() {
+  deallocate(data, nbytes);
+}
 
 std::int64_t Tensor::size(std::int64_t dim) const {
   return impl_->shape[wrap_dim(dim, this->dim(), "size")];
@@ -41,10 +43,13 @@ Tensor& Tensor::requires_grad_(bool value) {
   return *this;
 }
 
-Tensor Tensor::grad() const { return impl_->grad ? Tensor(impl_->grad) : Tensor(); }
+Tensor Tensor::grad() const {
+  return impl_->grad ? Tensor(impl_->grad) : Tensor();
+}
 
 void Tensor::set_grad(const Tensor& g) const {
-  PW_CHECK(!g.defined() || g.shape() == shape(), "[set_grad] gradient of shape {} for a tensor of shape {}",
+  PW_CHECK(!g.defined() || g.shape() == shape(),
+           "[set_grad] gradient of shape {} for a tensor of shape {}",
            g.defined() ? shape_str(g.shape()) : "()", shape_str(shape()));
   impl_->grad = g.defined() ? g.impl_ptr() : nullptr;
 }
@@ -95,7 +100,8 @@ template std::vector<double> Tensor::to_vector<double>() const;
 Tensor empty(const Shape& shape, DType dtype) {
   for (auto d : shape) PW_CHECK(d >= 0, "[empty] negative dimension in shape {}", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype));
+  impl->storage =
+      std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype));
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -107,17 +113,24 @@ Tensor full(const Shape& shape, double value, DType dtype) {
   PW_DISPATCH(dtype, [&] {
     scalar_t* p = t.data<scalar_t>();
     const auto v = static_cast<scalar_t>(value);
-    parallel_for(t.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
-      std::fill(p + b, p + e, v);
-    });
+    parallel_for(t.numel(), kParallelGrain,
+                 [&](std::int64_t b, std::int64_t e) { std::fill(p + b, p + e, v); });
   });
   return t;
 }
 
-Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
-Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype()); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor zeros(const Shape& shape, DType dtype) {
+  return full(shape, 0.0, dtype);
+}
+Tensor ones(const Shape& shape, DType dtype) {
+  return full(shape, 1.0, dtype);
+}
+Tensor empty_like(const Tensor& t) {
+  return empty(t.shape(), t.dtype());
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), t.dtype());
+}
 
 Tensor arange(double start, double end, double step, DType dtype) {
   PW_CHECK(step != 0.0, "[arange] step must be non-zero");
@@ -125,7 +138,8 @@ Tensor arange(double start, double end, double step, DType dtype) {
   Tensor t = empty({n}, dtype);
   PW_DISPATCH(dtype, [&] {
     scalar_t* p = t.data<scalar_t>();
-    for (std::int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(start + step * static_cast<double>(i));
+    for (std::int64_t i = 0; i < n; ++i)
+      p[i] = static_cast<scalar_t>(start + step * static_cast<double>(i));
   });
   return t;
 }
@@ -144,7 +158,8 @@ Tensor randn(const Shape& shape, Generator& gen, DType dtype, double mean, doubl
   Tensor t = empty(shape, dtype);
   PW_DISPATCH(dtype, [&] {
     scalar_t* p = t.data<scalar_t>();
-    for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<scalar_t>(mean + std * gen.normal());
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      p[i] = static_cast<scalar_t>(mean + std * gen.normal());
   });
   return t;
 }
@@ -238,7 +253,9 @@ void format_values(std::string& out, const pw::Tensor& t, pw::Shape& index, std:
     }
     if (i + 1 < n) {
       out += ',';
-      out += dim + 1 == t.shape().size() ? " " : std::string(t.dim() - dim - 1, '\n') + std::string(indent + dim + 1, ' ');
+      out += dim + 1 == t.shape().size()
+                 ? " "
+                 : std::string(t.dim() - dim - 1, '\n') + std::string(indent + dim + 1, ' ');
     }
   }
   out += ']';
@@ -254,8 +271,10 @@ auto fmt::formatter<pw::Tensor>::format(const pw::Tensor& t, format_context& ctx
     out += fmt::format("{:.4f}", t.item());
   } else {
     pw::Shape index(t.shape().size(), 0);
-    if (t.numel() > 0) format_values(out, t, index, 0, t.numel() > 1000, 7);
-    else out += "[]";
+    if (t.numel() > 0)
+      format_values(out, t, index, 0, t.numel() > 1000, 7);
+    else
+      out += "[]";
   }
   out += fmt::format(", shape={}, dtype={}", pw::shape_str(t.shape()), pw::dtype_name(t.dtype()));
   if (t.requires_grad()) out += ", requires_grad=True";

@@ -33,14 +33,14 @@ struct Storage {
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Shape strides;           // in elements
+  Shape strides;            // in elements
   std::int64_t offset = 0;  // in elements
   DType dtype = DType::Float32;
 
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;
-  std::shared_ptr<Node> grad_fn;           // set on results of recorded ops
-  std::weak_ptr<Node> grad_accumulator;    // leaves: the node that accumulates into grad
+  std::shared_ptr<Node> grad_fn;         // set on results of recorded ops
+  std::weak_ptr<Node> grad_accumulator;  // leaves: the node that accumulates into grad
 };
 
 class Tensor {
@@ -114,8 +114,8 @@ Tensor arange(double start, double end, double step = 1.0, DType dtype = DType::
 Tensor rand(const Shape& shape, Generator& gen = default_generator(), DType dtype = DType::Float32,
             double low = 0.0, double high = 1.0);
 // Normal with the given mean and std.
-Tensor randn(const Shape& shape, Generator& gen = default_generator(),
-             DType dtype = DType::Float32, double mean = 0.0, double std = 1.0);
+Tensor randn(const Shape& shape, Generator& gen = default_generator(), DType dtype = DType::Float32,
+             double mean = 0.0, double std = 1.0);
 // A tensor holding `values` (row-major) with the given shape.
 Tensor from_vector(const std::vector<float>& values, const Shape& shape);
 Tensor from_vector(const std::vector<double>& values, const Shape& shape);
@@ -127,7 +127,9 @@ Tensor zeros_like(const Tensor& t);
 // ---- non-differentiable copies (the building blocks of ops and of the engine) ----
 // A new contiguous tensor with t's values, converted to `dtype`.
 Tensor copy_contiguous(const Tensor& t, DType dtype);
-inline Tensor copy_contiguous(const Tensor& t) { return copy_contiguous(t, t.dtype()); }
+inline Tensor copy_contiguous(const Tensor& t) {
+  return copy_contiguous(t, t.dtype());
+}
 // Copies src into dst elementwise (same shape, any strides and dtypes); bumps dst's version.
 void copy_into(const Tensor& dst, const Tensor& src);
 // A view with a new shape/strides/offset over t's storage (no checks beyond bounds).

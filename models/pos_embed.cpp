@@ -17,11 +17,12 @@ double cubic_weight(double x) {
 }
 
 // Taps and weights for output coordinate o along an axis resized from `in` to `out`.
-void taps(std::int64_t o, std::int64_t in, std::int64_t out, bool cubic, std::vector<std::int64_t>& idx,
-          std::vector<double>& w) {
+void taps(std::int64_t o, std::int64_t in, std::int64_t out, bool cubic,
+          std::vector<std::int64_t>& idx, std::vector<double>& w) {
   idx.clear();
   w.clear();
-  const double src = (static_cast<double>(o) + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5;
+  const double src =
+      (static_cast<double>(o) + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5;
   const auto clampi = [in](std::int64_t i) { return std::clamp<std::int64_t>(i, 0, in - 1); };
   if (cubic) {
     const auto f = static_cast<std::int64_t>(std::floor(src));
@@ -45,13 +46,15 @@ void taps(std::int64_t o, std::int64_t in, std::int64_t out, bool cubic, std::ve
 
 Tensor resize_pos_embed(const Tensor& pos_embed, std::int64_t prefix, std::int64_t new_grid,
                         const std::string& mode) {
-  PW_CHECK(mode == "bicubic" || mode == "bilinear", "[resize_pos_embed] mode must be bicubic or bilinear, got '{}'",
-           mode);
-  PW_CHECK(pos_embed.dim() == 3 && pos_embed.shape()[0] == 1, "[resize_pos_embed] expected (1, T, D), got {}",
-           shape_str(pos_embed.shape()));
+  PW_CHECK(mode == "bicubic" || mode == "bilinear",
+           "[resize_pos_embed] mode must be bicubic or bilinear, got '{}'", mode);
+  PW_CHECK(pos_embed.dim() == 3 && pos_embed.shape()[0] == 1,
+           "[resize_pos_embed] expected (1, T, D), got {}", shape_str(pos_embed.shape()));
   const std::int64_t T = pos_embed.shape()[1], D = pos_embed.shape()[2];
-  const auto G = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(T - prefix))));
-  PW_CHECK(G * G == T - prefix, "[resize_pos_embed] {} patch tokens do not form a square grid", T - prefix);
+  const auto G =
+      static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(T - prefix))));
+  PW_CHECK(G * G == T - prefix, "[resize_pos_embed] {} patch tokens do not form a square grid",
+           T - prefix);
   const std::vector<double> src = pos_embed.to_vector<double>();
   std::vector<double> dst(static_cast<std::size_t>((prefix + new_grid * new_grid) * D), 0.0);
   std::copy(src.begin(), src.begin() + prefix * D, dst.begin());

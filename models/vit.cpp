@@ -14,9 +14,10 @@ void ViTConfig::validate() const {
            "[ViTConfig] image_size {} is not a multiple of patch_size {}", image_size, patch_size);
   PW_CHECK(channels > 0 && num_classes > 0 && dim > 0 && depth > 0 && mlp_dim > 0,
            "[ViTConfig] channels, num_classes, dim, depth and mlp_dim must be positive");
-  PW_CHECK(heads > 0 && (head_dim > 0 || dim % heads == 0), "[ViTConfig] dim {} is not divisible by {} heads",
-           dim, heads);
-  PW_CHECK(pool == "cls" || pool == "mean", "[ViTConfig] pool must be 'cls' or 'mean', got '{}'", pool);
+  PW_CHECK(heads > 0 && (head_dim > 0 || dim % heads == 0),
+           "[ViTConfig] dim {} is not divisible by {} heads", dim, heads);
+  PW_CHECK(pool == "cls" || pool == "mean", "[ViTConfig] pool must be 'cls' or 'mean', got '{}'",
+           pool);
   for (double p : {dropout, attn_dropout, emb_dropout, drop_path})
     PW_CHECK(p >= 0 && p < 1, "[ViTConfig] dropout rates must be in [0, 1), got {}", p);
 }
@@ -35,15 +36,29 @@ ViTConfig vit_preset(const std::string& name) {
   return c;
 }
 
-std::vector<std::string> vit_preset_names() { return {"nano", "lite", "small"}; }
+std::vector<std::string> vit_preset_names() {
+  return {"nano", "lite", "small"};
+}
 
 nlohmann::json to_json(const ViTConfig& c) {
-  return {{"image_size", c.image_size},   {"patch_size", c.patch_size}, {"channels", c.channels},
-          {"num_classes", c.num_classes}, {"dim", c.dim},               {"depth", c.depth},
-          {"heads", c.heads},             {"head_dim", c.head_dim},     {"mlp_dim", c.mlp_dim},
-          {"pool", c.pool},               {"qkv_bias", c.qkv_bias},     {"dropout", c.dropout},
-          {"attn_dropout", c.attn_dropout}, {"emb_dropout", c.emb_dropout}, {"drop_path", c.drop_path},
-          {"pre_norm", c.pre_norm},       {"head_hidden", c.head_hidden}, {"eps", c.eps}};
+  return {{"image_size", c.image_size},
+          {"patch_size", c.patch_size},
+          {"channels", c.channels},
+          {"num_classes", c.num_classes},
+          {"dim", c.dim},
+          {"depth", c.depth},
+          {"heads", c.heads},
+          {"head_dim", c.head_dim},
+          {"mlp_dim", c.mlp_dim},
+          {"pool", c.pool},
+          {"qkv_bias", c.qkv_bias},
+          {"dropout", c.dropout},
+          {"attn_dropout", c.attn_dropout},
+          {"emb_dropout", c.emb_dropout},
+          {"drop_path", c.drop_path},
+          {"pre_norm", c.pre_norm},
+          {"head_hidden", c.head_hidden},
+          {"eps", c.eps}};
 }
 
 ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
@@ -52,24 +67,42 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
   for (const auto& [key, value] : j.items()) {
     PW_CHECK(known.contains(key), "[ViTConfig] unknown config field '{}'", key);
     try {
-      if (key == "image_size") c.image_size = value.get<std::int64_t>();
-      else if (key == "patch_size") c.patch_size = value.get<std::int64_t>();
-      else if (key == "channels") c.channels = value.get<std::int64_t>();
-      else if (key == "num_classes") c.num_classes = value.get<std::int64_t>();
-      else if (key == "dim") c.dim = value.get<std::int64_t>();
-      else if (key == "depth") c.depth = value.get<std::int64_t>();
-      else if (key == "heads") c.heads = value.get<std::int64_t>();
-      else if (key == "head_dim") c.head_dim = value.get<std::int64_t>();
-      else if (key == "mlp_dim") c.mlp_dim = value.get<std::int64_t>();
-      else if (key == "pool") c.pool = value.get<std::string>();
-      else if (key == "qkv_bias") c.qkv_bias = value.get<bool>();
-      else if (key == "dropout") c.dropout = value.get<double>();
-      else if (key == "attn_dropout") c.attn_dropout = value.get<double>();
-      else if (key == "emb_dropout") c.emb_dropout = value.get<double>();
-      else if (key == "drop_path") c.drop_path = value.get<double>();
-      else if (key == "pre_norm") c.pre_norm = value.get<bool>();
-      else if (key == "head_hidden") c.head_hidden = value.get<std::int64_t>();
-      else if (key == "eps") c.eps = value.get<double>();
+      if (key == "image_size")
+        c.image_size = value.get<std::int64_t>();
+      else if (key == "patch_size")
+        c.patch_size = value.get<std::int64_t>();
+      else if (key == "channels")
+        c.channels = value.get<std::int64_t>();
+      else if (key == "num_classes")
+        c.num_classes = value.get<std::int64_t>();
+      else if (key == "dim")
+        c.dim = value.get<std::int64_t>();
+      else if (key == "depth")
+        c.depth = value.get<std::int64_t>();
+      else if (key == "heads")
+        c.heads = value.get<std::int64_t>();
+      else if (key == "head_dim")
+        c.head_dim = value.get<std::int64_t>();
+      else if (key == "mlp_dim")
+        c.mlp_dim = value.get<std::int64_t>();
+      else if (key == "pool")
+        c.pool = value.get<std::string>();
+      else if (key == "qkv_bias")
+        c.qkv_bias = value.get<bool>();
+      else if (key == "dropout")
+        c.dropout = value.get<double>();
+      else if (key == "attn_dropout")
+        c.attn_dropout = value.get<double>();
+      else if (key == "emb_dropout")
+        c.emb_dropout = value.get<double>();
+      else if (key == "drop_path")
+        c.drop_path = value.get<double>();
+      else if (key == "pre_norm")
+        c.pre_norm = value.get<bool>();
+      else if (key == "head_hidden")
+        c.head_hidden = value.get<std::int64_t>();
+      else if (key == "eps")
+        c.eps = value.get<double>();
     } catch (const nlohmann::json::exception&) {
       fail("[ViTConfig] field '{}' has the wrong type: {}", key, value.dump());
     }
@@ -78,11 +111,23 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
   return c;
 }
 
+ViTConfig apply_overrides(const ViTConfig& base, const std::vector<std::string>& key_values) {
+  nlohmann::json j;
+  for (const auto& kv : key_values) {
+    const auto eq = kv.find('=');
+    PW_CHECK(eq != std::string::npos && eq > 0, "[--model] expected key=value, got '{}'", kv);
+    const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    j[key] = nlohmann::json::accept(value) ? nlohmann::json::parse(value) : nlohmann::json(value);
+  }
+  return j.empty() ? base : config_from_json(j, base);
+}
+
 VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : cfg(config) {
   cfg.validate();
   const std::int64_t D = cfg.dim;
   patch_embed = register_module(
-      "patch_embed", std::make_shared<nn::PatchEmbedding>(cfg.image_size, cfg.patch_size, cfg.channels, D, gen));
+      "patch_embed",
+      std::make_shared<nn::PatchEmbedding>(cfg.image_size, cfg.patch_size, cfg.channels, D, gen));
   if (cfg.pool == "cls") {
     cls_token = register_parameter("cls_token", zeros({1, 1, D}));
     nn::init::normal_(cls_token, 0.0, 1e-6, gen);  // timm's init
@@ -97,7 +142,9 @@ VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : 
     b.mlp_hidden = cfg.mlp_dim;
     b.drop = cfg.dropout;
     // Stochastic depth rises linearly over the blocks (timm's dpr).
-    b.drop_path = cfg.depth > 1 ? cfg.drop_path * static_cast<double>(i) / static_cast<double>(cfg.depth - 1) : cfg.drop_path;
+    b.drop_path = cfg.depth > 1
+                      ? cfg.drop_path * static_cast<double>(i) / static_cast<double>(cfg.depth - 1)
+                      : cfg.drop_path;
     b.pre_norm = cfg.pre_norm;
     b.eps = cfg.eps;
     blocks->push_back(std::make_shared<nn::TransformerBlock>(b, gen));
@@ -106,7 +153,8 @@ VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : 
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(D, cfg.eps));
   head_drop = register_module("head_drop", std::make_shared<nn::Dropout>(cfg.dropout));
   if (cfg.head_hidden > 0)
-    head = register_module("head", std::make_shared<nn::Mlp>(D, cfg.head_hidden, cfg.num_classes, 0.0, gen));
+    head = register_module(
+        "head", std::make_shared<nn::Mlp>(D, cfg.head_hidden, cfg.num_classes, 0.0, gen));
   else
     head = register_module("head", std::make_shared<nn::Linear>(D, cfg.num_classes, true, gen));
   // timm's init_weights_vit_timm: every Linear gets trunc_normal(0.02) weights, zero bias.
@@ -117,8 +165,8 @@ VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : 
 Tensor VisionTransformer::forward_features(const Tensor& x) {
   PW_CHECK(x.dim() == 4 && x.shape()[1] == cfg.channels && x.shape()[2] == cfg.image_size &&
                x.shape()[3] == cfg.image_size,
-           "[VisionTransformer] expected input (B, {}, {}, {}), got {}", cfg.channels, cfg.image_size,
-           cfg.image_size, shape_str(x.shape()));
+           "[VisionTransformer] expected input (B, {}, {}, {}), got {}", cfg.channels,
+           cfg.image_size, cfg.image_size, shape_str(x.shape()));
   const std::int64_t B = x.shape()[0];
   Tensor t = patch_embed->forward(x);  // (B, N, D)
   if (cls_token.defined()) t = cat({expand(cls_token, {B, 1, cfg.dim}), t}, 1);
@@ -149,17 +197,20 @@ std::vector<Tensor> VisionTransformer::attention_maps() const {
 double VisionTransformer::forward_flops() const {
   const double D = static_cast<double>(cfg.dim), T = static_cast<double>(cfg.num_tokens());
   const double N = static_cast<double>(cfg.num_patches());
-  const double inner = static_cast<double>(cfg.heads * (cfg.head_dim ? cfg.head_dim : cfg.dim / cfg.heads));
+  const double inner =
+      static_cast<double>(cfg.heads * (cfg.head_dim ? cfg.head_dim : cfg.dim / cfg.heads));
   const double P2C = static_cast<double>(cfg.patch_size * cfg.patch_size * cfg.channels);
   double macs = N * P2C * D;  // patch embedding
   const bool has_proj = !(cfg.heads == 1 && inner == D);
-  const double per_block = T * D * 3 * inner        // qkv
-                           + 2 * T * T * inner      // q k^T and P v
-                           + (has_proj ? T * inner * D : 0.0)
-                           + 2 * T * D * static_cast<double>(cfg.mlp_dim);
+  const double per_block = T * D * 3 * inner    // qkv
+                           + 2 * T * T * inner  // q k^T and P v
+                           + (has_proj ? T * inner * D : 0.0) +
+                           2 * T * D * static_cast<double>(cfg.mlp_dim);
   macs += static_cast<double>(cfg.depth) * per_block;
   const double C = static_cast<double>(cfg.num_classes);
-  macs += cfg.head_hidden > 0 ? D * static_cast<double>(cfg.head_hidden) + static_cast<double>(cfg.head_hidden) * C : D * C;
+  macs += cfg.head_hidden > 0
+              ? D * static_cast<double>(cfg.head_hidden) + static_cast<double>(cfg.head_hidden) * C
+              : D * C;
   return 2.0 * macs;
 }
 

@@ -1,8 +1,8 @@
 // The Vision Transformer (Dosovitskiy et al.), with timm's VisionTransformer parameter names
 // and shapes so that its state dict loads into timm with strict=True.
 #pragma once
-#include <nlohmann/json.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -15,17 +15,17 @@ struct ViTConfig {
   std::int64_t patch_size = 4;
   std::int64_t channels = 3;
   std::int64_t num_classes = 10;
-  std::int64_t dim = 256;        // D
+  std::int64_t dim = 256;  // D
   std::int64_t depth = 7;
-  std::int64_t heads = 4;        // H
-  std::int64_t head_dim = 0;     // Dh; 0 means D / H
+  std::int64_t heads = 4;     // H
+  std::int64_t head_dim = 0;  // Dh; 0 means D / H
   std::int64_t mlp_dim = 512;
-  std::string pool = "cls";      // "cls" (class token) or "mean" (mean of the patch tokens)
+  std::string pool = "cls";  // "cls" (class token) or "mean" (mean of the patch tokens)
   bool qkv_bias = true;
-  double dropout = 0.0;          // after MLP layers and before the head
+  double dropout = 0.0;  // after MLP layers and before the head
   double attn_dropout = 0.0;
-  double emb_dropout = 0.0;      // after adding the position embedding
-  double drop_path = 0.0;        // stochastic depth, rising linearly to this over the blocks
+  double emb_dropout = 0.0;  // after adding the position embedding
+  double drop_path = 0.0;    // stochastic depth, rising linearly to this over the blocks
   bool pre_norm = true;
   std::int64_t head_hidden = 0;  // > 0: an MLP head with one hidden layer of this width
   double eps = 1e-6;
@@ -42,6 +42,9 @@ std::vector<std::string> vit_preset_names();
 nlohmann::json to_json(const ViTConfig& c);
 // Reads the fields present in `j` over `base`; unknown keys are an error.
 ViTConfig config_from_json(const nlohmann::json& j, ViTConfig base = {});
+// Applies "key=value" overrides (as given to --model) over `base`: a value is read as JSON when
+// it parses (numbers, true/false) and as a string otherwise.
+ViTConfig apply_overrides(const ViTConfig& base, const std::vector<std::string>& key_values);
 
 class VisionTransformer : public nn::Module {
  public:

@@ -41,7 +41,8 @@ void constant_(const Tensor& t, double value) {
 }
 
 std::int64_t fan_in(const Tensor& weight) {
-  PW_CHECK(weight.dim() >= 2, "[fan_in] weight of shape {} has fewer than 2 dims", shape_str(weight.shape()));
+  PW_CHECK(weight.dim() >= 2, "[fan_in] weight of shape {} has fewer than 2 dims",
+           shape_str(weight.shape()));
   return weight.numel() / weight.shape()[0];
 }
 

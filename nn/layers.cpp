@@ -24,7 +24,9 @@ void Linear::timm_init(Generator& gen) {
   if (bias.defined()) init::constant_(bias, 0.0);
 }
 
-Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x) {
+  return linear(x, weight, bias);
+}
 
 LayerNorm::LayerNorm(std::int64_t dim, double eps, bool affine) : eps(eps) {
   if (affine) {
@@ -45,8 +47,12 @@ Tensor DropPath::forward(const Tensor& x) {
   return p > 0 && is_training() ? drop_path(x, p, true, gen_ ? *gen_ : default_generator()) : x;
 }
 
-Tensor GELU::forward(const Tensor& x) { return gelu(x, approximate); }
-Tensor ReLU::forward(const Tensor& x) { return relu(x); }
+Tensor GELU::forward(const Tensor& x) {
+  return gelu(x, approximate);
+}
+Tensor ReLU::forward(const Tensor& x) {
+  return relu(x);
+}
 
 Sequential::Sequential(std::vector<std::shared_ptr<Module>> modules) {
   for (auto& m : modules) push_back(std::move(m));

@@ -10,7 +10,8 @@ Tensor Module::forward(const Tensor&) {
   fail("[{}] has no single-tensor forward", type_name());
 }
 
-void Module::collect(const std::string& prefix, NamedTensors& out, bool params, bool buffers) const {
+void Module::collect(const std::string& prefix, NamedTensors& out, bool params,
+                     bool buffers) const {
   if (params)
     for (const auto& [n, t] : params_) out.emplace_back(prefix + n, t);
   if (buffers)
@@ -73,10 +74,12 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : given) unexpected.push_back(name);
   std::string problems;
-  if (strict && !missing.empty()) problems += fmt::format("\n  missing keys: {}", fmt::join(missing, ", "));
+  if (strict && !missing.empty())
+    problems += fmt::format("\n  missing keys: {}", fmt::join(missing, ", "));
   if (strict && !unexpected.empty())
     problems += fmt::format("\n  unexpected keys: {}", fmt::join(unexpected, ", "));
-  if (!mismatched.empty()) problems += fmt::format("\n  shape mismatches: {}", fmt::join(mismatched, "; "));
+  if (!mismatched.empty())
+    problems += fmt::format("\n  shape mismatches: {}", fmt::join(mismatched, "; "));
   PW_CHECK(problems.empty(), "[load_state_dict] error(s) loading state dict:{}", problems);
 
   std::map<std::string, Tensor> values(state.begin(), state.end());

@@ -23,8 +23,8 @@ Tensor Mlp::forward(const Tensor& x) {
 
 Attention::Attention(const AttentionConfig& c, Generator& gen) : cfg(c) {
   if (cfg.head_dim == 0) {
-    PW_CHECK(cfg.heads > 0 && cfg.dim % cfg.heads == 0, "[Attention] width {} is not divisible by {} heads",
-             cfg.dim, cfg.heads);
+    PW_CHECK(cfg.heads > 0 && cfg.dim % cfg.heads == 0,
+             "[Attention] width {} is not divisible by {} heads", cfg.dim, cfg.heads);
     cfg.head_dim = cfg.dim / cfg.heads;
   }
   const std::int64_t inner = cfg.heads * cfg.head_dim;
@@ -41,9 +41,9 @@ Tensor Attention::forward(const Tensor& x, const Tensor& mask) {
            cfg.dim, shape_str(x.shape()));
   const std::int64_t B = x.shape()[0], N = x.shape()[1], H = cfg.heads, Dh = cfg.head_dim;
   // The packed kernel reads q, k, v out of the (B, N, 3*H*Dh) projection in place.
-  AttentionResult r = scaled_dot_product_attention_packed(qkv->forward(x), H, mask, false,
-                                                          is_training() ? cfg.attn_drop : 0.0, std::nullopt,
-                                                          keep_attention, default_generator());
+  AttentionResult r = scaled_dot_product_attention_packed(
+      qkv->forward(x), H, mask, false, is_training() ? cfg.attn_drop : 0.0, std::nullopt,
+      keep_attention, default_generator());
   if (keep_attention) last_attention = r.probs;
   // (B, H, N, Dh) -> (B, N, H*Dh)
   Tensor y = reshape(permute(r.output, {0, 2, 1, 3}), {B, N, H * Dh});
@@ -55,7 +55,8 @@ TransformerBlock::TransformerBlock(const BlockConfig& c, Generator& gen) : cfg(c
   attn = register_module("attn", std::make_shared<Attention>(cfg.attn, gen));
   drop_path1 = register_module("drop_path1", std::make_shared<DropPath>(cfg.drop_path));
   norm2 = register_module("norm2", std::make_shared<LayerNorm>(cfg.attn.dim, cfg.eps));
-  mlp = register_module("mlp", std::make_shared<Mlp>(cfg.attn.dim, cfg.mlp_hidden, cfg.attn.dim, cfg.drop, gen));
+  mlp = register_module(
+      "mlp", std::make_shared<Mlp>(cfg.attn.dim, cfg.mlp_hidden, cfg.attn.dim, cfg.drop, gen));
   drop_path2 = register_module("drop_path2", std::make_shared<DropPath>(cfg.drop_path));
 }
 
@@ -80,19 +81,22 @@ Conv2d::Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int6
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, stride, padding); }
+Tensor Conv2d::forward(const Tensor& x) {
+  return conv2d(x, weight, bias, stride, padding);
+}
 
 PatchEmbedding::PatchEmbedding(std::int64_t image_size, std::int64_t patch, std::int64_t channels,
                                std::int64_t dim, Generator& gen)
     : image_size(image_size), patch(patch), channels(channels), dim(dim) {
-  PW_CHECK(patch > 0 && image_size % patch == 0, "[PatchEmbedding] image size {} is not divisible by patch {}",
-           image_size, patch);
-  proj = register_module("proj", std::make_shared<Conv2d>(channels, dim, patch, patch, 0, true, gen));
+  PW_CHECK(patch > 0 && image_size % patch == 0,
+           "[PatchEmbedding] image size {} is not divisible by patch {}", image_size, patch);
+  proj =
+      register_module("proj", std::make_shared<Conv2d>(channels, dim, patch, patch, 0, true, gen));
 }
 
 Tensor PatchEmbedding::forward(const Tensor& x) {
-  PW_CHECK(x.dim() == 4 && x.shape()[1] == channels, "[PatchEmbedding] expected (B, {}, H, W), got {}", channels,
-           shape_str(x.shape()));
+  PW_CHECK(x.dim() == 4 && x.shape()[1] == channels,
+           "[PatchEmbedding] expected (B, {}, H, W), got {}", channels, shape_str(x.shape()));
   Tensor y = proj->forward(x);  // (B, D, H/P, W/P)
   const std::int64_t B = y.shape()[0];
   return transpose(reshape(y, {B, dim, -1}), 1, 2);  // (B, N, D)

@@ -21,9 +21,9 @@ class Mlp : public Module {
 };
 
 struct AttentionConfig {
-  std::int64_t dim = 256;       // D, the model width
-  std::int64_t heads = 4;       // H
-  std::int64_t head_dim = 0;    // Dh; 0 means D / H
+  std::int64_t dim = 256;     // D, the model width
+  std::int64_t heads = 4;     // H
+  std::int64_t head_dim = 0;  // Dh; 0 means D / H
   bool qkv_bias = true;
   double attn_drop = 0.0;
   double proj_drop = 0.0;
@@ -74,8 +74,8 @@ class TransformerBlock : public Module {
 // A strided convolution with kernel = stride = patch: (B, C, H, W) -> (B, N, D).
 class PatchEmbedding : public Module {
  public:
-  PatchEmbedding(std::int64_t image_size, std::int64_t patch, std::int64_t channels, std::int64_t dim,
-                 Generator& gen = default_generator());
+  PatchEmbedding(std::int64_t image_size, std::int64_t patch, std::int64_t channels,
+                 std::int64_t dim, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "PatchEmbedding"; }
   std::int64_t num_patches() const { return (image_size / patch) * (image_size / patch); }

@@ -17,11 +17,10 @@
 #pragma GCC optimize("no-trapping-math")
 #include <omp.h>
 
-#include <cmath>
-#include <limits>
-
 #include <array>
+#include <cmath>
 #include <functional>
+#include <limits>
 
 #include "core/autograd.h"
 #include "core/parallel.h"
@@ -201,8 +200,9 @@ namespace {
 // graph node is recorded on (q, k, v, or the packed qkv); `make_grads` allocates the gradient
 // buffers and returns (dq, dk, dv views into them, the gradients of `inputs`).
 using GradBuffers = std::pair<std::array<Tensor, 3>, std::vector<Tensor>>;
-using MakeGrads = std::function<GradBuffers(const Node&, std::int64_t B, std::int64_t H, std::int64_t Nq,
-                                            std::int64_t Nk, std::int64_t Dh, std::int64_t Dv, DType dt)>;
+using MakeGrads =
+    std::function<GradBuffers(const Node&, std::int64_t B, std::int64_t H, std::int64_t Nq,
+                              std::int64_t Nk, std::int64_t Dh, std::int64_t Dv, DType dt)>;
 
 AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                           const Tensor& mask, bool mask_is_bool, double dropout_p,
@@ -274,8 +274,8 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
     };
     record(op, out, inputs,
            [sq = saved(q), sk = saved(k), sv = saved(v), sp = SavedTensor(probs), drop, scale,
-            make_grads = std::move(make_grads)](
-               const Tensor& g, const Node& n) -> std::vector<Tensor> {
+            make_grads = std::move(make_grads)](const Tensor& g,
+                                                const Node& n) -> std::vector<Tensor> {
              // Re-fetch each operand through SavedTensor so in-place changes are caught.
              auto get = [](const std::pair<SavedTensor, Operand>& s) {
                Operand o = s.second;
@@ -302,12 +302,12 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
 }  // namespace
 
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                             const Tensor& mask, bool mask_is_bool, double dropout_p,
-                                             std::optional<double> scale, bool return_probs,
-                                             Generator& gen) {
+                                             const Tensor& mask, bool mask_is_bool,
+                                             double dropout_p, std::optional<double> scale,
+                                             bool return_probs, Generator& gen) {
   return attention(q, k, v, mask, mask_is_bool, dropout_p, scale, return_probs, gen, {q, k, v},
-                   [](const Node& n, std::int64_t B, std::int64_t H, std::int64_t Nq, std::int64_t Nk,
-                      std::int64_t Dh, std::int64_t Dv, DType dt) -> GradBuffers {
+                   [](const Node& n, std::int64_t B, std::int64_t H, std::int64_t Nq,
+                      std::int64_t Nk, std::int64_t Dh, std::int64_t Dv, DType dt) -> GradBuffers {
                      Tensor dq = n.needs_input_grad(0) ? empty_bnhd(B, H, Nq, Dh, dt) : Tensor();
                      Tensor dk = n.needs_input_grad(1) ? empty_bnhd(B, H, Nk, Dh, dt) : Tensor();
                      Tensor dv = n.needs_input_grad(2) ? empty_bnhd(B, H, Nk, Dv, dt) : Tensor();
@@ -323,19 +323,21 @@ AttentionResult scaled_dot_product_attention_packed(const Tensor& qkv, std::int6
            "[scaled_dot_product_attention_packed] expected qkv (B, N, 3*H*Dh) with H = {}, got {}",
            heads, shape_str(qkv.shape()));
   const Tensor x = qkv.is_contiguous() ? qkv : copy_contiguous(qkv);
-  const std::int64_t B = x.shape()[0], N = x.shape()[1], W = x.shape()[2], H = heads, Dh = W / (3 * H);
+  const std::int64_t B = x.shape()[0], N = x.shape()[1], W = x.shape()[2], H = heads,
+                     Dh = W / (3 * H);
   // q, k and v as (B, H, N, Dh) views of the packed rows: no copies, not recorded.
   auto part = [B, N, W, H, Dh](const Tensor& t, std::int64_t i) {
     return make_view(t, {B, H, N, Dh}, {N * W, Dh, W, 1}, t.offset() + i * H * Dh);
   };
-  return attention(part(x, 0), part(x, 1), part(x, 2), mask, mask_is_bool, dropout_p, scale,
-                   return_probs, gen, {qkv},
-                   [part, shape = x.shape()](const Node&, std::int64_t, std::int64_t, std::int64_t,
-                                             std::int64_t, std::int64_t, std::int64_t, DType dt) -> GradBuffers {
-                     // The three gradients land in one buffer laid out like the input.
-                     Tensor dqkv = empty(shape, dt);
-                     return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};
-                   });
+  return attention(
+      part(x, 0), part(x, 1), part(x, 2), mask, mask_is_bool, dropout_p, scale, return_probs, gen,
+      {qkv},
+      [part, shape = x.shape()](const Node&, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                                std::int64_t, std::int64_t, DType dt) -> GradBuffers {
+        // The three gradients land in one buffer laid out like the input.
+        Tensor dqkv = empty(shape, dt);
+        return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};
+      });
 }
 
 }  // namespace pw

@@ -89,10 +89,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
 // The same on a packed qkv projection (B, N, 3*H*Dh) whose rows hold q, k, v, each with its
 // heads contiguous (timm's layout): q, k and v are read in place and their gradients are
 // written into one buffer shaped like qkv, so splitting the projection costs nothing.
-AttentionResult scaled_dot_product_attention_packed(const Tensor& qkv, std::int64_t heads,
-                                                    const Tensor& mask = Tensor(), bool mask_is_bool = false,
-                                                    double dropout_p = 0.0, std::optional<double> scale = {},
-                                                    bool return_probs = false,
-                                                    Generator& gen = default_generator());
+AttentionResult scaled_dot_product_attention_packed(
+    const Tensor& qkv, std::int64_t heads, const Tensor& mask = Tensor(), bool mask_is_bool = false,
+    double dropout_p = 0.0, std::optional<double> scale = {}, bool return_probs = false,
+    Generator& gen = default_generator());
 
 }  // namespace pw

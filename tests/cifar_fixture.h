@@ -1,13 +1,13 @@
 // Synthetic CIFAR-10 files in the official binary layout, made in a temporary folder, so that
 // end-to-end tests never need the real data set.
 #pragma once
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "core/random.h"
 
@@ -17,7 +17,8 @@ namespace pw::testing {
 struct TempDir {
   std::filesystem::path path;
   explicit TempDir(const std::string& name) {
-    path = std::filesystem::temp_directory_path() / ("patchwork-" + name + "-" + std::to_string(::getpid()));
+    path = std::filesystem::temp_directory_path() /
+           ("patchwork-" + name + "-" + std::to_string(::getpid()));
     std::filesystem::remove_all(path);
     std::filesystem::create_directories(path);
   }
@@ -27,8 +28,9 @@ struct TempDir {
 // Writes cifar-10-batches-bin/ with `n_train` records spread over the five training files and
 // `n_test` test records. Each image is a noisy colour pattern of its class (learnable), and
 // with `test_equals_train` the test file repeats the first training images.
-inline std::filesystem::path write_synthetic_cifar(const std::filesystem::path& root, std::int64_t n_train,
-                                                   std::int64_t n_test, std::uint64_t seed = 1,
+inline std::filesystem::path write_synthetic_cifar(const std::filesystem::path& root,
+                                                   std::int64_t n_train, std::int64_t n_test,
+                                                   std::uint64_t seed = 1,
                                                    bool test_equals_train = false) {
   const auto dir = root / "cifar-10-batches-bin";
   std::filesystem::create_directories(dir);
@@ -50,15 +52,18 @@ inline std::filesystem::path write_synthetic_cifar(const std::filesystem::path& 
     std::ofstream out(dir / ("data_batch_" + std::to_string(f + 1) + ".bin"), std::ios::binary);
     // Batch files hold consecutive records: file f gets records [f*n/5, (f+1)*n/5).
     const std::int64_t lo = n_train * f / 5, hi = n_train * (f + 1) / 5;
-    for (std::int64_t i = lo; i < hi; ++i) out.write(train[static_cast<std::size_t>(i)].data(), 3073);
+    for (std::int64_t i = lo; i < hi; ++i)
+      out.write(train[static_cast<std::size_t>(i)].data(), 3073);
   }
   std::ofstream test(dir / "test_batch.bin", std::ios::binary);
   for (std::int64_t i = 0; i < n_test; ++i) {
-    const auto r = test_equals_train ? train[static_cast<std::size_t>(i % n_train)] : record(n_train + i);
+    const auto r =
+        test_equals_train ? train[static_cast<std::size_t>(i % n_train)] : record(n_train + i);
     test.write(r.data(), 3073);
   }
   std::ofstream meta(dir / "batches.meta.txt");
-  for (const char* name : {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"})
+  for (const char* name :
+       {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"})
     meta << name << "\n";
   return dir;
 }

@@ -225,9 +225,11 @@ TEST_CASE("packed attention equals attention on the split projection, forward an
     Tensor a = randn({B, N, 3 * H * Dh}, g, dt).requires_grad_();
     Tensor b = copy_contiguous(a).requires_grad_();
     Tensor go = randn({B, H, N, Dh}, g, dt);
-    AttentionResult packed = scaled_dot_product_attention_packed(a, H, Tensor(), false, 0.0, {}, true);
+    AttentionResult packed =
+        scaled_dot_product_attention_packed(a, H, Tensor(), false, 0.0, {}, true);
     auto qkv = split_qkv(reshape(b, {B, N, 3, H, Dh}));
-    AttentionResult split = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], Tensor(), false, 0.0, {}, true);
+    AttentionResult split =
+        scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], Tensor(), false, 0.0, {}, true);
     CHECK(packed.output.to_vector<double>() == split.output.to_vector<double>());
     CHECK(packed.probs.to_vector<double>() == split.probs.to_vector<double>());
     sum(mul(packed.output, go)).backward();

@@ -63,7 +63,8 @@ TEST_CASE("backward of a non-scalar needs an explicit gradient of the right shap
   Tensor x = tensor({1, 2}, {2}).requires_grad_();
   Tensor y = mul(x, 2.0);
   CHECK_THROWS_WITH(y.backward(), Catch::Contains("single-element output"));
-  CHECK_THROWS_WITH(y.backward(ones({3})), "[backward] gradient of shape (3) for an output of shape (2)");
+  CHECK_THROWS_WITH(y.backward(ones({3})),
+                    "[backward] gradient of shape (3) for an output of shape (2)");
   y.backward(tensor({1, 10}, {2}));
   CHECK(x.grad().to_vector() == std::vector<float>{2, 20});
 }
@@ -90,9 +91,10 @@ TEST_CASE("gradcheck catches a wrong backward rule", "[autograd]") {
       out = mul(x, x);
     }
     if (needs_grad({x}))
-      record("wrong_square", out, {x}, [sx = SavedTensor(x)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-        return {mul(g, mul(sx.get(), 3.0))};
-      });
+      record("wrong_square", out, {x},
+             [sx = SavedTensor(x)](const Tensor& g, const Node&) -> std::vector<Tensor> {
+               return {mul(g, mul(sx.get(), 3.0))};
+             });
     return out;
   };
   Tensor x = tensor({0.5, -1.0, 2.0}, {3}, DType::Float64).requires_grad_();

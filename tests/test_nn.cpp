@@ -60,14 +60,15 @@ TEST_CASE("state_dict round trips and load errors list every bad key", "[nn]") {
   TwoLayer a, b;
   b.load_state_dict(a.state_dict());
   auto sa = a.state_dict(), sb = b.state_dict();
-  for (std::size_t i = 0; i < sa.size(); ++i) CHECK(sa[i].second.to_vector() == sb[i].second.to_vector());
+  for (std::size_t i = 0; i < sa.size(); ++i)
+    CHECK(sa[i].second.to_vector() == sb[i].second.to_vector());
   // The loaded values are copies, not aliases.
   CHECK_FALSE(sa[1].second.shares_storage(sb[1].second));
 
   NamedTensors bad = a.state_dict();
-  bad.erase(bad.begin() + 1);                              // missing fc.weight
-  bad.emplace_back("extra.weight", zeros({2}));            // unexpected
-  bad[1].second = zeros({5});                              // fc.bias shape mismatch
+  bad.erase(bad.begin() + 1);                    // missing fc.weight
+  bad.emplace_back("extra.weight", zeros({2}));  // unexpected
+  bad[1].second = zeros({5});                    // fc.bias shape mismatch
   try {
     b.load_state_dict(bad);
     FAIL("expected an error");
@@ -101,7 +102,8 @@ TEST_CASE("transformer blocks use timm's parameter names", "[nn]") {
   CHECK(names(blk.named_parameters()) ==
         std::vector<std::string>{"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
                                  "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
-                                 "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"});
+                                 "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+                                 "mlp.fc2.bias"});
   // One head spanning the whole width has no output projection.
   AttentionConfig one{8, 1, 8, false, 0, 0};
   Attention att(one);

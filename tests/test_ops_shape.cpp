@@ -6,8 +6,8 @@
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
-#include "tests/op_test_helpers.h"
 #include "scoped_threads.h"
+#include "tests/op_test_helpers.h"
 
 using namespace pw;
 using pw::test::leaf;

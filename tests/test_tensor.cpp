@@ -16,7 +16,8 @@ TEST_CASE("creation functions fill shapes with the expected values", "[tensor]")
   CHECK(ones({4}, DType::Float64).to_vector<double>() == std::vector<double>(4, 1.0));
   CHECK(full({2}, 2.5).to_vector() == std::vector<float>{2.5f, 2.5f});
   CHECK(arange(0, 5).to_vector() == std::vector<float>{0, 1, 2, 3, 4});
-  CHECK(arange(1, 2, 0.25, DType::Float64).to_vector<double>() == std::vector<double>{1, 1.25, 1.5, 1.75});
+  CHECK(arange(1, 2, 0.25, DType::Float64).to_vector<double>() ==
+        std::vector<double>{1, 1.25, 1.5, 1.75});
   Tensor t = tensor({1, 2, 3, 4, 5, 6}, {2, 3});
   CHECK(t.at({1, 2}) == 6.0);
   CHECK(t.is_contiguous());

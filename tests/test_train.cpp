@@ -1,12 +1,11 @@
 // End to end: `vit train` on synthetic CIFAR-format files — overfitting, save/load/eval
 // agreement, exact resume, and the errors of bad input.
 #include <catch2/catch.hpp>
-
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "apps/eval.h"
+#include "apps/commands/eval.h"
 #include "apps/train/trainer.h"
 #include "apps/weights.h"
 #include "cifar_fixture.h"
@@ -50,7 +49,7 @@ TEST_CASE("a nano ViT overfits 64 images, and save, load and eval agree", "[trai
   testing::TempDir tmp("overfit");
   testing::write_synthetic_cifar(tmp.path / "data", 64, 64, 1, /*test_equals_train=*/true);
   TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
-  o.model_overrides = {"depth=2"};  // nano's width and heads, fewer blocks: a fast test
+  o.model = {"depth=2"};  // nano's width and heads, fewer blocks: a fast test
   o.epochs = 20;
   o.batch_size = 32;
   o.lr = 3e-3;
@@ -63,8 +62,8 @@ TEST_CASE("a nano ViT overfits 64 images, and save, load and eval agree", "[trai
   const TrainResult r = train(o);
   CHECK(r.final_accuracy == 1.0);
   const fs::path run = r.run_dir;
-  for (const char* f : {"args.json", "metrics.jsonl", "checkpoint-last.safetensors", "checkpoint-best.safetensors",
-                        "model.safetensors"})
+  for (const char* f : {"args.json", "metrics.jsonl", "checkpoint-last.safetensors",
+                        "checkpoint-best.safetensors", "model.safetensors"})
     CHECK(fs::exists(run / f));
 
   EvalOptions eo;
@@ -92,7 +91,7 @@ TEST_CASE("a run stopped mid-epoch and resumed gives the uninterrupted run's los
   auto options = [&](const std::string& name) {
     TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
     o.name = name;
-    o.model_overrides = {"depth=2", "dim=32", "heads=2", "mlp_dim=64"};
+    o.model = {"depth=2", "dim=32", "heads=2", "mlp_dim=64"};
     o.epochs = 3;
     o.batch_size = 8;  // 5 steps per epoch
     o.log_every = 1;
@@ -124,9 +123,9 @@ TEST_CASE("bad training input gives errors that name the problem", "[train]") {
   CHECK_THROWS_WITH(train(o), Catch::Contains("--data"));
   testing::write_synthetic_cifar(tmp.path / "data", 10, 10);
   o = tiny_options(tmp.path / "data", tmp.path / "runs");
-  o.model_overrides = {"depth"};
+  o.model = {"depth"};
   CHECK_THROWS_WITH(train(o), "[--model] expected key=value, got 'depth'");
-  o.model_overrides = {"patch_size=5"};
+  o.model = {"patch_size=5"};
   CHECK_THROWS_WITH(train(o), Catch::Contains("not a multiple of patch_size 5"));
   EvalOptions eo;
   eo.weights = (tmp.path / "data" / "cifar-10-batches-bin" / "test_batch.bin").string();
@@ -137,7 +136,7 @@ TEST_CASE("a non-finite loss stops the run and leaves the last checkpoint untouc
   testing::TempDir tmp("nan");
   testing::write_synthetic_cifar(tmp.path / "data", 16, 8);
   TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
-  o.model_overrides = {"depth=1", "dim=16", "heads=2", "mlp_dim=32"};
+  o.model = {"depth=1", "dim=16", "heads=2", "mlp_dim=32"};
   o.batch_size = 8;
   o.epochs = 1;
   const TrainResult first = train(o);

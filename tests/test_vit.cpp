@@ -1,6 +1,5 @@
 // The Vision Transformer: presets, timm's state-dict keys and shapes, config validation.
 #include <catch2/catch.hpp>
-
 #include <map>
 
 #include "models/vit.h"
@@ -65,7 +64,8 @@ TEST_CASE("ViT configs round trip through JSON and reject bad fields", "[vit]") 
   CHECK_THROWS_WITH(config_from_json({{"depht", 3}}), "[ViTConfig] unknown config field 'depht'");
   CHECK_THROWS_WITH(config_from_json({{"patch_size", 5}}),
                     "[ViTConfig] image_size 32 is not a multiple of patch_size 5");
-  CHECK_THROWS_WITH(config_from_json({{"dim", "wide"}}), Catch::Contains("field 'dim' has the wrong type"));
+  CHECK_THROWS_WITH(config_from_json({{"dim", "wide"}}),
+                    Catch::Contains("field 'dim' has the wrong type"));
   CHECK_THROWS_WITH(vit_preset("huge"), Catch::Contains("unknown preset 'huge'"));
 }
 

@@ -1,6 +1,5 @@
 // The whole stack at once: modules, ops, autograd and each optimizer learn a small problem.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <numbers>
 

@@ -118,7 +118,10 @@ void add_attention_command(CLI::App& app) {
   sub->add_option("--scale", o->scale, "Upscaling factor of the image")->check(CLI::Range(1, 64));
   sub->add_option("--colormap", o->colormap, "Colour map")->check(CLI::IsMember(colormap_names()));
   sub->add_option("--alpha", o->alpha, "Opacity of the heat map")->check(CLI::Range(0.0, 1.0));
-  sub->callback([o] { set_chosen_command([o] { run_attention(*o); }); });
+  when_chosen(*sub, [o] {
+    run_attention(*o);
+    return 0;
+  });
 }
 
 }  // namespace pw::app

@@ -70,7 +70,10 @@ void add_patches_command(CLI::App& app) {
       ->check(CLI::Range(0, 4096));
   sub->add_option("--scale", o->scale, "Upscaling factor of each pixel")->check(CLI::Range(1, 64));
   sub->add_option("--gap", o->gap, "White pixels between patches")->check(CLI::Range(0, 256));
-  sub->callback([o] { set_chosen_command([o] { run_patches(*o); }); });
+  when_chosen(*sub, [o] {
+    run_patches(*o);
+    return 0;
+  });
 }
 
 }  // namespace pw::app

@@ -131,7 +131,10 @@ void add_plot_command(CLI::App& app) {
   sub->add_option("run_dir", o->run_dir, "Run folder (with metrics.jsonl) or a metrics.jsonl file")
       ->required();
   sub->add_option("-o,--out", o->out, "Output PNG (default: curves.png in the run folder)");
-  sub->callback([o] { set_chosen_command([o] { run_plot(*o); }); });
+  when_chosen(*sub, [o] {
+    run_plot(*o);
+    return 0;
+  });
 }
 
 }  // namespace pw::app

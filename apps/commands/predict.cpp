@@ -110,7 +110,10 @@ void add_predict_command(CLI::App& app) {
   sub->add_option("--top", o->top, "How many classes to show per image")
       ->check(CLI::Range(1, 1000));
   sub->add_flag("--json", o->json, "Print JSON instead of text");
-  sub->callback([o] { set_chosen_command([o] { run_predict(*o); }); });
+  when_chosen(*sub, [o] {
+    run_predict(*o);
+    return 0;
+  });
 }
 
 }  // namespace pw::app

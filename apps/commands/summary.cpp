@@ -162,23 +162,10 @@ namespace {
 
 struct SummaryOptions {
   std::string preset = "nano";
-  std::vector<std::string> model_overrides;
+  std::vector<std::string> model;  // --model key=value overrides
   std::string weights;
   int depth = -1;
 };
-
-// The preset with --model key=value overrides, each value read as JSON when it parses (numbers,
-// true/false) and as a string otherwise, as `vit train` does.
-models::ViTConfig config_from_flags(const SummaryOptions& o) {
-  nlohmann::json j = models::to_json(models::vit_preset(o.preset));
-  for (const auto& kv : o.model_overrides) {
-    const auto eq = kv.find('=');
-    PW_CHECK(eq != std::string::npos && eq > 0, "[--model] expected key=value, got '{}'", kv);
-    const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-    j[key] = nlohmann::json::accept(value) ? nlohmann::json::parse(value) : nlohmann::json(value);
-  }
-  return models::config_from_json(j);
-}
 
 void run_summary(const SummaryOptions& o) {
   std::unique_ptr<models::VisionTransformer> model;
@@ -187,7 +174,8 @@ void run_summary(const SummaryOptions& o) {
     model = build_model(load_model_file(o.weights));
     source = o.weights;
   } else {
-    model = std::make_unique<models::VisionTransformer>(config_from_flags(o));
+    model = std::make_unique<models::VisionTransformer>(
+        models::apply_overrides(models::vit_preset(o.preset), o.model));
     source = "preset " + o.preset;
   }
   const auto& c = model->cfg;
@@ -208,7 +196,7 @@ void add_summary_command(CLI::App& app) {
   auto* preset = sub->add_option("--preset", o->preset, "Model preset")
                      ->check(CLI::IsMember(models::vit_preset_names()));
   auto* model =
-      sub->add_option("--model", o->model_overrides,
+      sub->add_option("--model", o->model,
                       "Override a model config field, key=value (e.g. depth=4); repeatable");
   sub->add_option("--weights", o->weights,
                   "Describe the model of this weights file or checkpoint instead")
@@ -216,7 +204,10 @@ void add_summary_command(CLI::App& app) {
       ->excludes(model);
   sub->add_option("--depth", o->depth, "Show modules nested at most this deep (-1: all)")
       ->check(CLI::Range(-1, 64));
-  sub->callback([o] { set_chosen_command([o] { run_summary(*o); }); });
+  when_chosen(*sub, [o] {
+    run_summary(*o);
+    return 0;
+  });
 }
 
 }  // namespace pw::app

@@ -4,97 +4,77 @@ namespace pw::app {
 
 void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.option_defaults()->always_capture_default();
-  app.add_option("--preset", o.preset, "Model preset")->check(CLI::IsMember({"nano", "lite", "small"}));
-  app.add_option("--model", o.model_overrides,
-                 "Override a model config field, key=value (e.g. depth=4, pool=mean, heads=8); repeatable");
-  app.add_option("--dropout", o.dropout, "Dropout after MLP layers and before the head")->check(CLI::Range(0.0, 0.99));
-  app.add_option("--drop-path", o.drop_path, "Stochastic depth rate of the last block")->check(CLI::Range(0.0, 0.99));
+  app.add_option("--preset", o.preset, "Model preset")
+      ->check(CLI::IsMember({"nano", "lite", "small"}));
+  app.add_option(
+      "--model", o.model,
+      "Override a model config field, key=value (e.g. depth=4, pool=mean, heads=8); repeatable");
+  app.add_option("--dropout", o.dropout, "Dropout after MLP layers and before the head")
+      ->check(CLI::Range(0.0, 0.99));
+  app.add_option("--drop-path", o.drop_path, "Stochastic depth rate of the last block")
+      ->check(CLI::Range(0.0, 0.99));
   app.add_option("--epochs", o.epochs, "Number of epochs")->check(CLI::PositiveNumber);
   app.add_option("-b,--batch-size", o.batch_size, "Batch size")->check(CLI::PositiveNumber);
   app.add_option("--opt", o.opt, "Optimizer")->check(CLI::IsMember({"adamw", "adam", "sgd"}));
   app.add_option("--lr", o.lr, "Peak learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--min-lr", o.min_lr, "Lowest learning rate of the cosine schedule")->check(CLI::NonNegativeNumber);
-  app.add_option("--weight-decay", o.weight_decay, "Weight decay (not applied to biases, norms, pos_embed, cls_token)")
+  app.add_option("--min-lr", o.min_lr, "Lowest learning rate of the cosine schedule")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--weight-decay", o.weight_decay,
+                 "Weight decay (not applied to biases, norms, pos_embed, cls_token)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--momentum", o.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
   app.add_option("--sched", o.sched, "Learning-rate schedule")
       ->check(CLI::IsMember({"cosine", "step", "multistep", "onecycle", "plateau", "constant"}));
-  app.add_option("--warmup-epochs", o.warmup_epochs, "Linear warmup length in epochs (cosine, step, multistep, constant)")
+  app.add_option("--warmup-epochs", o.warmup_epochs,
+                 "Linear warmup length in epochs (cosine, step, multistep, constant)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--warmup-lr", o.warmup_lr, "Learning rate at the start of the warmup")->check(CLI::NonNegativeNumber);
-  app.add_option("--decay-epochs", o.decay_epochs, "StepLR period in epochs")->check(CLI::PositiveNumber);
+  app.add_option("--warmup-lr", o.warmup_lr, "Learning rate at the start of the warmup")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--decay-epochs", o.decay_epochs, "StepLR period in epochs")
+      ->check(CLI::PositiveNumber);
   app.add_option("--decay-milestones", o.decay_milestones, "MultiStepLR milestones in epochs");
-  app.add_option("--decay-rate", o.decay_rate, "Decay factor of step, multistep and plateau schedules")
+  app.add_option("--decay-rate", o.decay_rate,
+                 "Decay factor of step, multistep and plateau schedules")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--patience-epochs", o.patience_epochs, "ReduceLROnPlateau patience in epochs")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--smoothing", o.smoothing, "Label smoothing")->check(CLI::Range(0.0, 0.99));
-  app.add_option("--clip-grad", o.clip_grad, "Clip gradients to this global norm (0: off)")->check(CLI::NonNegativeNumber);
-  app.add_option("--augment", o.augment, "Augmentation")->check(CLI::IsMember({"none", "basic", "randaugment", "autoaugment"}));
-  app.add_option("--randaugment-n", o.randaugment_n, "RandAugment: ops per image")->check(CLI::NonNegativeNumber);
-  app.add_option("--randaugment-m", o.randaugment_m, "RandAugment: magnitude (0-30)")->check(CLI::Range(0, 30));
+  app.add_option("--clip-grad", o.clip_grad, "Clip gradients to this global norm (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--augment", o.augment, "Augmentation")
+      ->check(CLI::IsMember({"none", "basic", "randaugment", "autoaugment"}));
+  app.add_option("--randaugment-n", o.randaugment_n, "RandAugment: ops per image")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--randaugment-m", o.randaugment_m, "RandAugment: magnitude (0-30)")
+      ->check(CLI::Range(0, 30));
   app.add_option("--mixup", o.mixup, "Mixup alpha (0: off)")->check(CLI::NonNegativeNumber);
   app.add_option("--cutmix", o.cutmix, "CutMix alpha (0: off)")->check(CLI::NonNegativeNumber);
-  app.add_option("--cutout", o.cutout, "Cutout square side in pixels (0: off)")->check(CLI::Range(0, 32));
-  app.add_option("--data", o.data, "CIFAR-10 folder or .tar.gz (default: $CIFAR10_DIR, data/, ../shared/data/)");
+  app.add_option("--cutout", o.cutout, "Cutout square side in pixels (0: off)")
+      ->check(CLI::Range(0, 32));
+  app.add_option("--data", o.data,
+                 "CIFAR-10 folder or .tar.gz (default: $CIFAR10_DIR, data/, ../shared/data/)");
   app.add_option("--limit-train", o.limit_train, "Use only the first N training images (0: all)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--limit-test", o.limit_test, "Use only the first N test images (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--limit-test", o.limit_test, "Use only the first N test images (0: all)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-shuffle", o.no_shuffle, "Keep the training images in file order");
   app.add_option("--workers", o.workers, "Data-loading threads")->check(CLI::Range(1, 16));
-  app.add_option("--seed", o.seed, "Random seed (initialisation, data order, augmentation, dropout)");
-  app.add_option("--threads", o.threads, "Compute threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", o.seed,
+                 "Random seed (initialisation, data order, augmentation, dropout)");
+  app.add_option("--threads", o.threads, "Compute threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--output", o.output, "Folder that receives the run folder");
   app.add_option("--name", o.name, "Run folder name (default: <preset>-<date>-<time>)");
   app.add_option("--resume", o.resume, "Resume from a run folder or checkpoint file");
   app.add_option("--init", o.init, "Start from the weights of a .safetensors file");
-  app.add_option("--eval-every", o.eval_every, "Evaluate on the test set every N epochs")->check(CLI::PositiveNumber);
-  app.add_option("--log-every", o.log_every, "Log training metrics every N steps")->check(CLI::PositiveNumber);
+  app.add_option("--eval-every", o.eval_every, "Evaluate on the test set every N epochs")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--log-every", o.log_every, "Log training metrics every N steps")
+      ->check(CLI::PositiveNumber);
   app.add_flag("!--no-progress", o.progress, "Plain log lines instead of a progress bar");
-  app.add_option("--stop-after-steps", o.stop_after_steps, "Stop with a checkpoint after N steps (for testing resume)")
+  app.add_option("--stop-after-steps", o.stop_after_steps,
+                 "Stop with a checkpoint after N steps (for testing resume)")
       ->check(CLI::NonNegativeNumber);
-}
-
-nlohmann::json TrainOptions::to_json() const {
-  return {{"preset", preset},
-          {"model", model_overrides},
-          {"dropout", dropout},
-          {"drop_path", drop_path},
-          {"epochs", epochs},
-          {"batch_size", batch_size},
-          {"opt", opt},
-          {"lr", lr},
-          {"min_lr", min_lr},
-          {"weight_decay", weight_decay},
-          {"momentum", momentum},
-          {"sched", sched},
-          {"warmup_epochs", warmup_epochs},
-          {"warmup_lr", warmup_lr},
-          {"decay_milestones", decay_milestones},
-          {"decay_rate", decay_rate},
-          {"decay_epochs", decay_epochs},
-          {"patience_epochs", patience_epochs},
-          {"smoothing", smoothing},
-          {"clip_grad", clip_grad},
-          {"augment", augment},
-          {"randaugment_n", randaugment_n},
-          {"randaugment_m", randaugment_m},
-          {"mixup", mixup},
-          {"cutmix", cutmix},
-          {"cutout", cutout},
-          {"data", data},
-          {"limit_train", limit_train},
-          {"limit_test", limit_test},
-          {"no_shuffle", no_shuffle},
-          {"workers", workers},
-          {"seed", seed},
-          {"threads", threads},
-          {"output", output},
-          {"name", name},
-          {"resume", resume},
-          {"init", init},
-          {"eval_every", eval_every},
-          {"log_every", log_every}};
 }
 
 }  // namespace pw::app

@@ -7,14 +7,16 @@
 
 namespace pw::app {
 
+// The defaults are the recipe of `make train`: a nano ViT that reaches its best accuracy within
+// 40 minutes on two cores (about 3.5 minutes an epoch there).
 struct TrainOptions {
   // model
   std::string preset = "nano";
-  std::vector<std::string> model_overrides;  // --model key=value, e.g. depth=4
+  std::vector<std::string> model;  // --model key=value overrides, e.g. depth=4
   double dropout = 0.0;
-  double drop_path = 0.1;
+  double drop_path = 0.0;
   // optimisation
-  std::int64_t epochs = 10;
+  std::int64_t epochs = 8;
   std::int64_t batch_size = 128;
   std::string opt = "adamw";
   double lr = 1e-3;
@@ -53,9 +55,17 @@ struct TrainOptions {
   std::int64_t log_every = 20;
   bool progress = true;
   std::int64_t stop_after_steps = 0;  // testing aid: stop (with a checkpoint) after N steps
-
-  nlohmann::json to_json() const;
 };
+
+// args.json: every field under its own name (flags are the names with '-' for '_').
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, model, dropout, drop_path, epochs,
+                                                batch_size, opt, lr, min_lr, weight_decay, momentum, sched,
+                                                warmup_epochs, warmup_lr, decay_milestones, decay_rate,
+                                                decay_epochs, patience_epochs, smoothing, clip_grad, augment,
+                                                randaugment_n, randaugment_m, mixup, cutmix, cutout, data,
+                                                limit_train, limit_test, no_shuffle, workers, seed, threads,
+                                                output, name, resume, init, eval_every, log_every, progress,
+                                                stop_after_steps)
 
 // Declares every flag of `vit train` on `app` with its default in the help text.
 void add_train_flags(CLI::App& app, TrainOptions& o);

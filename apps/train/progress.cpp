@@ -26,17 +26,18 @@ void Progress::start_epoch(std::int64_t epoch, std::int64_t epochs, std::int64_t
 void Progress::update(const StepStats& s) {
   const auto now = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(now - epoch_start_).count();
-  const double eta = s.step > 0 ? elapsed / static_cast<double>(s.step) * static_cast<double>(steps_ - s.step) : 0;
-  const std::string stats = fmt::format("loss {:.4f} acc {:5.1f}% lr {:.2e} {:.0f} img/s wait {:.0f}% ETA {}", s.loss,
-                                        100 * s.accuracy, s.lr, s.images_per_sec, 100 * s.data_wait_fraction,
-                                        format_duration(eta));
+  const double eta =
+      s.step > 0 ? elapsed / static_cast<double>(s.step) * static_cast<double>(steps_ - s.step) : 0;
+  const std::string stats = fmt::format(
+      "loss {:.4f} acc {:5.1f}% lr {:.2e} {:.0f} img/s wait {:.0f}% ETA {}", s.loss,
+      100 * s.accuracy, s.lr, s.images_per_sec, 100 * s.data_wait_fraction, format_duration(eta));
   if (bar_) {
     if (s.step != steps_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
     last_draw_ = now;
     constexpr int kWidth = 24;
     const auto filled = static_cast<int>(kWidth * s.step / std::max<std::int64_t>(steps_, 1));
-    fmt::print(out_, "\r\033[Kepoch {}/{} [{}{}] {}/{} {}", epoch_, epochs_, std::string(filled, '#'),
-               std::string(kWidth - filled, '.'), s.step, steps_, stats);
+    fmt::print(out_, "\r\033[Kepoch {}/{} [{}{}] {}/{} {}", epoch_, epochs_,
+               std::string(filled, '#'), std::string(kWidth - filled, '.'), s.step, steps_, stats);
     std::fflush(out_);
     drawn_ = true;
   } else if (s.step % log_every_ == 0 || s.step == steps_) {

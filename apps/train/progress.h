@@ -8,9 +8,9 @@
 namespace pw::app {
 
 struct StepStats {
-  std::int64_t step = 0;   // within the epoch, 1-based
-  double loss = 0;         // running mean over the epoch
-  double accuracy = 0;     // running train accuracy over the epoch, in [0, 1]
+  std::int64_t step = 0;  // within the epoch, 1-based
+  double loss = 0;        // running mean over the epoch
+  double accuracy = 0;    // running train accuracy over the epoch, in [0, 1]
   double lr = 0;
   double images_per_sec = 0;
   double data_wait_fraction = 0;  // share of wall time spent waiting for batches

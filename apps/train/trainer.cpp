@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "apps/commands/plot.h"
 #include "apps/data/loader.h"
 #include "apps/data/locate.h"
-#include "apps/commands/plot.h"
 #include "apps/train/progress.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
@@ -29,27 +29,16 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<bool> stop_requested{false};
-extern "C" void on_signal(int) { stop_requested.store(true); }
+extern "C" void on_signal(int) {
+  stop_requested.store(true);
+}
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 }  // namespace
-
-// --model key=value: the value is read as JSON (numbers, true/false), else as a string.
-models::ViTConfig model_config_from(const std::string& preset, const std::vector<std::string>& overrides,
-                                    double dropout, double drop_path) {
-  nlohmann::json j = models::to_json(models::vit_preset(preset));
-  j["dropout"] = dropout;
-  j["drop_path"] = drop_path;
-  for (const auto& kv : overrides) {
-    const auto eq = kv.find('=');
-    PW_CHECK(eq != std::string::npos && eq > 0, "[--model] expected key=value, got '{}'", kv);
-    const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-    j[key] = nlohmann::json::accept(value) ? nlohmann::json::parse(value) : nlohmann::json(value);
-  }
-  return models::config_from_json(j);
-}
 
 void set_compute_threads(std::int64_t threads) {
   if (threads <= 0) return;
@@ -71,7 +60,8 @@ std::vector<optim::GroupSpec> param_groups(const models::VisionTransformer& mode
   return {{decay, std::nullopt, std::nullopt}, {no_decay, std::nullopt, 0.0}};
 }
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o, const models::VisionTransformer& model) {
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o,
+                                                 const models::VisionTransformer& model) {
   auto groups = param_groups(model);
   if (o.opt == "sgd") {
     optim::SGDOptions so;
@@ -102,8 +92,8 @@ struct Schedule {
 Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_t steps_per_epoch) {
   Schedule s;
   const std::int64_t total = o.epochs * steps_per_epoch;
-  const auto warmup = std::min<std::int64_t>(static_cast<std::int64_t>(std::llround(o.warmup_epochs * steps_per_epoch)),
-                                             total - 1);
+  const auto warmup = std::min<std::int64_t>(
+      static_cast<std::int64_t>(std::llround(o.warmup_epochs * steps_per_epoch)), total - 1);
   std::unique_ptr<optim::LRScheduler> main;
   if (o.sched == "onecycle") {
     s.per_step = std::make_unique<optim::OneCycleLR>(opt, o.lr, total);
@@ -119,7 +109,8 @@ Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_
     return s;
   }
   if (o.sched == "cosine") {
-    main = std::make_unique<optim::CosineAnnealingLR>(opt, std::max<std::int64_t>(1, total - warmup), o.min_lr);
+    main = std::make_unique<optim::CosineAnnealingLR>(
+        opt, std::max<std::int64_t>(1, total - warmup), o.min_lr);
   } else if (o.sched == "step") {
     main = std::make_unique<optim::StepLR>(opt, o.decay_epochs * steps_per_epoch, o.decay_rate);
   } else if (o.sched == "multistep") {
@@ -133,11 +124,13 @@ Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_
     s.per_step = std::move(main);
     return s;
   }
-  auto warm = std::make_unique<optim::LinearLR>(opt, std::min(1.0, o.warmup_lr / o.lr), 1.0, warmup);
+  auto warm =
+      std::make_unique<optim::LinearLR>(opt, std::min(1.0, o.warmup_lr / o.lr), 1.0, warmup);
   std::vector<std::shared_ptr<optim::LRScheduler>> parts;
   parts.push_back(std::move(warm));
   parts.push_back(std::move(main));
-  s.per_step = std::make_unique<optim::SequentialLR>(opt, std::move(parts), std::vector<std::int64_t>{warmup});
+  s.per_step = std::make_unique<optim::SequentialLR>(opt, std::move(parts),
+                                                     std::vector<std::int64_t>{warmup});
   return s;
 }
 
@@ -250,62 +243,36 @@ fs::path resolve_resume_checkpoint(const std::string& resume) {
 
 }  // namespace
 
-void request_stop() { stop_requested.store(true); }
+void request_stop() {
+  stop_requested.store(true);
+}
 
 TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app) {
   if (cli.resume.empty()) return cli;
   const fs::path ckpt = resolve_resume_checkpoint(cli.resume);
   const fs::path args_path = ckpt.parent_path() / "args.json";
-  PW_CHECK(fs::is_regular_file(args_path), "[--resume] {} has no args.json beside it", ckpt.string());
+  PW_CHECK(fs::is_regular_file(args_path), "[--resume] {} has no args.json beside it",
+           ckpt.string());
   nlohmann::json saved;
   try {
     saved = nlohmann::json::parse(std::ifstream(args_path));
   } catch (const nlohmann::json::exception& e) {
     fail("[--resume] {} is not valid JSON: {}", args_path.string(), e.what());
   }
-  nlohmann::json merged = cli.to_json();
-  for (auto& [key, value] : saved.items()) {
+  // The saved arguments are the base; flags given on this command line override them. What only
+  // concerns this invocation (where to resume from, progress display, the test stop) is never
+  // taken from the saved run.
+  const nlohmann::json given = cli;
+  for (const auto& [key, value] : given.items()) {
     std::string flag = "--" + key;
     std::replace(flag.begin(), flag.end(), '_', '-');
     const CLI::Option* opt = app.get_option_no_throw(flag);
-    if (merged.contains(key) && !(opt && opt->count() > 0)) merged[key] = value;
+    if (opt && opt->count() > 0) saved[key] = value;
   }
-  TrainOptions o = cli;
+  for (const char* key : {"resume", "progress", "stop_after_steps"}) saved[key] = given[key];
+  TrainOptions o;
   try {
-    o.preset = merged["preset"];
-    o.model_overrides = merged["model"].get<std::vector<std::string>>();
-    o.dropout = merged["dropout"];
-    o.drop_path = merged["drop_path"];
-    o.epochs = merged["epochs"];
-    o.batch_size = merged["batch_size"];
-    o.opt = merged["opt"];
-    o.lr = merged["lr"];
-    o.min_lr = merged["min_lr"];
-    o.weight_decay = merged["weight_decay"];
-    o.momentum = merged["momentum"];
-    o.sched = merged["sched"];
-    o.warmup_epochs = merged["warmup_epochs"];
-    o.warmup_lr = merged["warmup_lr"];
-    o.decay_milestones = merged["decay_milestones"].get<std::vector<std::int64_t>>();
-    o.decay_rate = merged["decay_rate"];
-    o.decay_epochs = merged["decay_epochs"];
-    o.patience_epochs = merged["patience_epochs"];
-    o.smoothing = merged["smoothing"];
-    o.clip_grad = merged["clip_grad"];
-    o.augment = merged["augment"];
-    o.randaugment_n = merged["randaugment_n"];
-    o.randaugment_m = merged["randaugment_m"];
-    o.mixup = merged["mixup"];
-    o.cutmix = merged["cutmix"];
-    o.cutout = merged["cutout"];
-    o.data = merged["data"];
-    o.limit_train = merged["limit_train"];
-    o.limit_test = merged["limit_test"];
-    o.no_shuffle = merged["no_shuffle"];
-    o.workers = merged["workers"];
-    o.seed = merged["seed"];
-    o.eval_every = merged["eval_every"];
-    o.log_every = merged["log_every"];
+    o = saved.get<TrainOptions>();
   } catch (const nlohmann::json::exception& e) {
     fail("[--resume] {} does not hold valid training arguments: {}", args_path.string(), e.what());
   }
@@ -335,15 +302,18 @@ TrainResult train(TrainOptions o) {
       o.data.empty() ? std::nullopt : std::optional<fs::path>(o.data)));
   const data::Cifar10 cifar = data::read_cifar10(where.path, o.limit_train > 0 ? o.limit_train : -1,
                                                  o.limit_test > 0 ? o.limit_test : -1);
-  progress.message(fmt::format("data: {} ({}), {} train / {} test images", where.path.string(), where.how,
-                               cifar.train.size(), cifar.test.size()));
+  progress.message(fmt::format("data: {} ({}), {} train / {} test images", where.path.string(),
+                               where.how, cifar.train.size(), cifar.test.size()));
   data::Loader train_loader(cifar.train, loader_config(o, true));
   data::Loader test_loader(cifar.test, loader_config(o, false));
   const std::int64_t steps_per_epoch = train_loader.num_batches();
 
   // ---- model, optimizer, schedule ----
   ModelInfo info;
-  info.config = model_config_from(o.preset, o.model_overrides, o.dropout, o.drop_path);
+  models::ViTConfig preset = models::vit_preset(o.preset);
+  preset.dropout = o.dropout;
+  preset.drop_path = o.drop_path;
+  info.config = models::apply_overrides(preset, o.model);
   info.classes = cifar.train.class_names;
   Generator init_gen(o.seed);
   models::VisionTransformer model(info.config, init_gen);
@@ -359,30 +329,32 @@ TrainResult train(TrainOptions o) {
     const fs::path ckpt = resolve_resume_checkpoint(o.resume);
     run_dir = ckpt.parent_path();
     LoadedModel loaded = load_model_file(ckpt.string());
-    PW_CHECK(loaded.is_checkpoint, "[--resume] {} is a weights file, not a checkpoint", ckpt.string());
+    PW_CHECK(loaded.is_checkpoint, "[--resume] {} is a weights file, not a checkpoint",
+             ckpt.string());
     load_weights_into(model, loaded.weights);
     optimizer->load_state_dict(loaded.optimizer);
     state = loaded.state;
     if (schedule.per_step) schedule.per_step->load_state_dict(state.scheduler);
     if (schedule.plateau) schedule.plateau->load_state_dict(state.scheduler);
     default_generator().set_state(state.rng);
-    progress.message(fmt::format("resumed {} at epoch {} batch {} (step {})", ckpt.string(), state.epoch + 1,
-                                 state.batch, state.global_step));
+    progress.message(fmt::format("resumed {} at epoch {} batch {} (step {})", ckpt.string(),
+                                 state.epoch + 1, state.batch, state.global_step));
   } else {
     run_dir = fs::path(o.output) / (o.name.empty() ? default_run_name(o) : o.name);
     fs::create_directories(run_dir);
   }
-  write_file_atomic((run_dir / "args.json").string(), o.to_json().dump(2) + "\n");
+  write_file_atomic((run_dir / "args.json").string(), nlohmann::json(o).dump(2) + "\n");
   MetricsLog metrics(run_dir / "metrics.jsonl");
   if (!o.resume.empty()) metrics.load_until(state.global_step);
   const fs::path last_path = run_dir / "checkpoint-last.safetensors";
   const fs::path best_path = run_dir / "checkpoint-best.safetensors";
-  progress.message(fmt::format("model: ViT {} ({} parameters), run folder {}", o.preset, model.num_parameters(),
-                               run_dir.string()));
+  progress.message(fmt::format("model: ViT {} ({} parameters), run folder {}", o.preset,
+                               model.num_parameters(), run_dir.string()));
 
   auto save_last = [&] {
     state.rng = default_generator().state();
-    state.scheduler = schedule.per_step ? schedule.per_step->state_dict() : schedule.plateau->state_dict();
+    state.scheduler =
+        schedule.per_step ? schedule.per_step->state_dict() : schedule.plateau->state_dict();
     save_checkpoint(last_path.string(), model, info, *optimizer, state);
   };
 
@@ -403,13 +375,15 @@ TrainResult train(TrainOptions o) {
       wait += batch->wait_seconds;
       const double lr = optimizer->param_groups()[0].lr;
       Tensor logits = model.forward(batch->images);
-      Tensor loss = batch->soft_targets.defined()
-                        ? cross_entropy_soft(logits, batch->soft_targets)
-                        : cross_entropy(logits, labels_tensor(batch->labels), Reduction::Mean, o.smoothing);
+      Tensor loss =
+          batch->soft_targets.defined()
+              ? cross_entropy_soft(logits, batch->soft_targets)
+              : cross_entropy(logits, labels_tensor(batch->labels), Reduction::Mean, o.smoothing);
       const double loss_value = loss.item();
       if (!std::isfinite(loss_value))
-        fail("[train] the loss is {} at epoch {} step {}; stopping. The last good checkpoint is {}", loss_value,
-             state.epoch + 1, state.batch + 1, fs::exists(last_path) ? last_path.string() : "(none yet)");
+        fail("[train] the loss is {} at epoch {} step {}; stopping. The last good checkpoint is {}",
+             loss_value, state.epoch + 1, state.batch + 1,
+             fs::exists(last_path) ? last_path.string() : "(none yet)");
       optimizer->zero_grad();
       loss.backward();
       if (o.clip_grad > 0) optim::clip_grad_norm_(model.parameters(), o.clip_grad);
@@ -422,19 +396,30 @@ TrainResult train(TrainOptions o) {
       correct += count_correct(logits, batch->labels);
       seen += n;
       const double elapsed = seconds_since(epoch_start);
-      StepStats st{state.batch, loss_sum / static_cast<double>(seen), static_cast<double>(correct) / static_cast<double>(seen),
-                   lr, static_cast<double>(seen) / elapsed, wait / elapsed};
+      StepStats st{state.batch,
+                   loss_sum / static_cast<double>(seen),
+                   static_cast<double>(correct) / static_cast<double>(seen),
+                   lr,
+                   static_cast<double>(seen) / elapsed,
+                   wait / elapsed};
       progress.update(st);
       if (state.global_step % o.log_every == 0)
-        metrics.add({{"type", "step"}, {"epoch", state.epoch + 1}, {"step", state.batch},
-                     {"global_step", state.global_step}, {"loss", loss_value}, {"lr", lr},
-                     {"images_per_sec", st.images_per_sec}, {"data_wait", st.data_wait_fraction}});
-      const bool stop_now = stop_requested.load() || (o.stop_after_steps > 0 && state.global_step >= o.stop_after_steps);
+        metrics.add({{"type", "step"},
+                     {"epoch", state.epoch + 1},
+                     {"step", state.batch},
+                     {"global_step", state.global_step},
+                     {"loss", loss_value},
+                     {"lr", lr},
+                     {"images_per_sec", st.images_per_sec},
+                     {"data_wait", st.data_wait_fraction}});
+      const bool stop_now = stop_requested.load() ||
+                            (o.stop_after_steps > 0 && state.global_step >= o.stop_after_steps);
       if (stop_now) {
         metrics.flush();
         save_last();
-        progress.message(fmt::format("stopped at epoch {} step {}; checkpoint saved to {}. Resume with --resume {}",
-                                     state.epoch + 1, state.batch, last_path.string(), run_dir.string()));
+        progress.message(fmt::format(
+            "stopped at epoch {} step {}; checkpoint saved to {}. Resume with --resume {}",
+            state.epoch + 1, state.batch, last_path.string(), run_dir.string()));
         result.interrupted = true;
         result.wall_seconds = seconds_since(t_start);
         return result;
@@ -443,19 +428,21 @@ TrainResult train(TrainOptions o) {
     const double epoch_seconds = std::max(seconds_since(epoch_start), 1e-9);
     train_seconds += epoch_seconds;
     images_total += seen;
-    nlohmann::json epoch_metrics{{"type", "epoch"},
-                                 {"epoch", state.epoch + 1},
-                                 {"global_step", state.global_step},
-                                 {"train_loss", seen ? loss_sum / static_cast<double>(seen) : 0.0},
-                                 {"train_accuracy", seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0},
-                                 {"lr", optimizer->param_groups()[0].lr},
-                                 {"epoch_seconds", epoch_seconds},
-                                 {"images_per_sec", seen / epoch_seconds},
-                                 {"data_wait_seconds", wait}};
-    std::string line = fmt::format("epoch {}/{}: train loss {:.4f} acc {:.2f}% ({:.0f} img/s, {})", state.epoch + 1,
-                                   o.epochs, epoch_metrics["train_loss"].get<double>(),
-                                   100 * epoch_metrics["train_accuracy"].get<double>(), seen / epoch_seconds,
-                                   format_duration(epoch_seconds));
+    nlohmann::json epoch_metrics{
+        {"type", "epoch"},
+        {"epoch", state.epoch + 1},
+        {"global_step", state.global_step},
+        {"train_loss", seen ? loss_sum / static_cast<double>(seen) : 0.0},
+        {"train_accuracy", seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0},
+        {"lr", optimizer->param_groups()[0].lr},
+        {"epoch_seconds", epoch_seconds},
+        {"images_per_sec", seen / epoch_seconds},
+        {"data_wait_seconds", wait}};
+    std::string line =
+        fmt::format("epoch {}/{}: train loss {:.4f} acc {:.2f}% ({:.0f} img/s, {})",
+                    state.epoch + 1, o.epochs, epoch_metrics["train_loss"].get<double>(),
+                    100 * epoch_metrics["train_accuracy"].get<double>(), seen / epoch_seconds,
+                    format_duration(epoch_seconds));
     const bool last_epoch = state.epoch + 1 == o.epochs;
     bool is_best = false;
     if ((state.epoch + 1) % o.eval_every == 0 || last_epoch) {
@@ -465,8 +452,8 @@ TrainResult train(TrainOptions o) {
       result.final_accuracy = ev.accuracy;
       is_best = ev.accuracy > state.best_accuracy;
       if (is_best) state.best_accuracy = ev.accuracy, state.best_epoch = state.epoch + 1;
-      line += fmt::format(" | test loss {:.4f} acc {:.2f}% (best {:.2f}%)", ev.loss, 100 * ev.accuracy,
-                          100 * state.best_accuracy);
+      line += fmt::format(" | test loss {:.4f} acc {:.2f}% (best {:.2f}%)", ev.loss,
+                          100 * ev.accuracy, 100 * state.best_accuracy);
       if (schedule.plateau) schedule.plateau->step(ev.accuracy);
     }
     metrics.add(epoch_metrics);
@@ -485,9 +472,10 @@ TrainResult train(TrainOptions o) {
   result.wall_seconds = seconds_since(t_start);
   result.images_per_sec = train_seconds > 0 ? static_cast<double>(images_total) / train_seconds : 0;
   progress.message(fmt::format(
-      "done in {}: best test accuracy {:.2f}% (epoch {}), final {:.2f}%, {:.0f} train images/s\nrun folder: {}",
-      format_duration(result.wall_seconds), 100 * result.best_accuracy, state.best_epoch, 100 * result.final_accuracy,
-      result.images_per_sec, run_dir.string()));
+      "done in {}: best test accuracy {:.2f}% (epoch {}), final {:.2f}%, {:.0f} train "
+      "images/s\nrun folder: {}",
+      format_duration(result.wall_seconds), 100 * result.best_accuracy, state.best_epoch,
+      100 * result.final_accuracy, result.images_per_sec, run_dir.string()));
   return result;
 }
 

@@ -27,10 +27,6 @@ TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app);
 // Sets the OpenMP and OpenBLAS thread counts (0 keeps the default: all cores).
 void set_compute_threads(std::int64_t threads);
 
-// The config of a preset with --model key=value overrides and the dropout flags applied.
-models::ViTConfig model_config_from(const std::string& preset, const std::vector<std::string>& overrides,
-                                    double dropout, double drop_path);
-
 // Asks a running train() to stop at the next step, saving a checkpoint (signal-safe).
 void request_stop();
 

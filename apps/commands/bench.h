@@ -1,17 +1,17 @@
 // `vit bench`: training-step and inference throughput of a preset on random data, against the
 // OpenBLAS sgemm rate measured in the same process.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace pw::app {
 
 struct BenchOptions {
   std::string preset = "lite";
-  std::vector<std::string> model_overrides;
+  std::vector<std::string> model;  // --model key=value overrides
   std::int64_t batch_size = 128;
   std::int64_t threads = 0;
   std::int64_t steps = 10;
@@ -21,6 +21,9 @@ struct BenchOptions {
 
 // Runs the benchmark, prints a table (or one JSON line) and returns the figures.
 nlohmann::ordered_json run_bench(const BenchOptions& o);
+
+// Declares `vit bench` and its flags.
+void add_bench_command(CLI::App& app);
 
 // GFLOP/s of cblas_sgemm on an n x n x n problem (best of `reps`).
 double sgemm_gflops(std::int64_t n = 1024, int reps = 5);

@@ -1,4 +1,4 @@
-#include "apps/bench.h"
+#include "apps/commands/bench.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "apps/commands/command.h"
 #include "apps/train/trainer.h"
 #include "core/allocator.h"
 #include "core/autograd.h"
@@ -33,8 +34,8 @@ double sgemm_gflops(std::int64_t n, int reps) {
   double best = 1e30;
   for (int r = 0; r < reps + 1; ++r) {
     const auto t = Clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a.data<float>(), ni, b.data<float>(), ni,
-                0.0f, c.data<float>(), ni);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a.data<float>(), ni,
+                b.data<float>(), ni, 0.0f, c.data<float>(), ni);
     const double s = std::chrono::duration<double>(Clock::now() - t).count();
     if (r > 0) best = std::min(best, s);  // the first call warms up the threads
   }
@@ -43,7 +44,7 @@ double sgemm_gflops(std::int64_t n, int reps) {
 
 nlohmann::ordered_json run_bench(const BenchOptions& o) {
   set_compute_threads(o.threads);
-  models::ViTConfig cfg = model_config_from(o.preset, o.model_overrides, 0.0, 0.0);
+  models::ViTConfig cfg = models::apply_overrides(models::vit_preset(o.preset), o.model);
   Generator gen(0);
   models::VisionTransformer model(cfg, gen);
   optim::AdamWOptions ao;
@@ -51,7 +52,8 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
   optim::AdamW opt(model.parameters(), ao);
   Tensor x = randn({o.batch_size, cfg.channels, cfg.image_size, cfg.image_size}, gen);
   std::vector<float> labels(static_cast<std::size_t>(o.batch_size));
-  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<float>(i % static_cast<std::size_t>(cfg.num_classes));
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    labels[i] = static_cast<float>(i % static_cast<std::size_t>(cfg.num_classes));
   Tensor y = from_vector(labels, {o.batch_size});
 
   auto train_step = [&] {
@@ -81,26 +83,47 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
   const double train_ips = images / train_s, infer_ips = images / infer_s;
   // A training step costs three forward passes: the forward and the two GEMMs per GEMM of backward.
   const double train_gflops = 3 * flops * train_ips / 1e9;
-  nlohmann::ordered_json r{{"system", "patchwork"},
-                   {"preset", o.preset},
-                   {"parameters", model.num_parameters()},
-                   {"batch_size", o.batch_size},
-                   {"threads", omp_get_max_threads()},
-                   {"train_images_per_sec", train_ips},
-                   {"infer_images_per_sec", infer_ips},
-                   {"forward_gflop_per_image", flops / 1e9},
-                   {"train_gflops", train_gflops},
-                   {"infer_gflops", flops * infer_ips / 1e9},
-                   {"sgemm_gflops", sgemm},
-                   {"train_fraction_of_sgemm", train_gflops / sgemm},
-                   {"peak_rss_mb", peak_rss_mb()},
-                   {"allocator_peak_mb", static_cast<double>(allocator_stats().peak_bytes_in_use) / 1048576.0}};
+  nlohmann::ordered_json r{
+      {"system", "patchwork"},
+      {"preset", o.preset},
+      {"parameters", model.num_parameters()},
+      {"batch_size", o.batch_size},
+      {"threads", omp_get_max_threads()},
+      {"train_images_per_sec", train_ips},
+      {"infer_images_per_sec", infer_ips},
+      {"forward_gflop_per_image", flops / 1e9},
+      {"train_gflops", train_gflops},
+      {"infer_gflops", flops * infer_ips / 1e9},
+      {"sgemm_gflops", sgemm},
+      {"train_fraction_of_sgemm", train_gflops / sgemm},
+      {"peak_rss_mb", peak_rss_mb()},
+      {"allocator_peak_mb", static_cast<double>(allocator_stats().peak_bytes_in_use) / 1048576.0}};
   if (o.json) {
     fmt::print("{}\n", r.dump());
   } else {
     for (auto& [k, v] : r.items()) fmt::print("{:>26}: {}\n", k, v.dump());
   }
   return r;
+}
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* sub =
+      app.add_subcommand("bench", "Training and inference throughput against the sgemm peak");
+  sub->option_defaults()->always_capture_default();
+  sub->add_option("--preset", o->preset, "Model preset")
+      ->check(CLI::IsMember({"nano", "lite", "small"}));
+  sub->add_option("--model", o->model, "Override a model config field, key=value");
+  sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::PositiveNumber);
+  sub->add_option("--threads", o->threads, "Compute threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--steps", o->steps, "Timed steps")->check(CLI::PositiveNumber);
+  sub->add_option("--warmup", o->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
+  sub->add_flag("--json", o->json, "One JSON line instead of a table");
+  when_chosen(*sub, [o] {
+    run_bench(*o);
+    return 0;
+  });
 }
 
 }  // namespace pw::app

@@ -1,5 +1,6 @@
 // `vit eval`: test accuracy, per-class accuracy and the confusion matrix of a weights file.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,5 +25,7 @@ struct EvalReport {
 
 // Evaluates on the CIFAR-10 test split and prints the report to stdout.
 EvalReport run_eval(const EvalOptions& o);
+// Declares `vit eval` and its flags.
+void add_eval_command(CLI::App& app);
 
 }  // namespace pw::app
