@@ -24,11 +24,13 @@ test: build
 
 # The default recipe: chosen to finish within 40 minutes on a 2-core machine (see README).
 TRAIN_ARGS ?=
-train: build
+train: configure
+	cmake --build $(BUILD) --target vit -j $(JOBS)
 	$(BUILD)/vit train $(TRAIN_ARGS)
 
 # patchwork and PyTorch (Debian's python3-torch, installed on demand) side by side.
-compare: build
+compare: configure
+	cmake --build $(BUILD) --target vit -j $(JOBS)
 	@PATCHWORK_WITH_TORCH=1 bash scripts/install-deps.sh
 	/usr/bin/python3 bench/compare.py --vit $(BUILD)/vit
 
