@@ -3,8 +3,8 @@
 #include <filesystem>
 
 #include "apps/commands/command.h"
-#include "apps/data/loader.h"
 #include "apps/data/locate.h"
+#include "apps/evaluate.h"
 #include "apps/train/trainer.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
@@ -17,51 +17,33 @@ EvalReport run_eval(const EvalOptions& o) {
   set_compute_threads(o.threads);
   const LoadedModel loaded = load_model_file(o.weights);
   auto model = build_model(loaded);
-  model->eval();
   const auto where = data::locate_cifar10(data::default_locate_options(
       o.data.empty() ? std::nullopt : std::optional<std::filesystem::path>(o.data)));
   const data::Dataset test =
       data::read_cifar10(where.path, data::Split::Test, o.limit_test > 0 ? o.limit_test : -1);
-  data::LoaderConfig lc;
-  lc.batch_size = o.batch_size;
-  lc.shuffle = false;
-  lc.augment.augment = data::AugmentPolicy::None;
-  data::Loader loader(test, lc);
-  loader.start_epoch(0);
+  const SplitPredictions pred = predict_split(*model, test, o.batch_size);
 
   const auto C = static_cast<std::size_t>(loaded.info.config.num_classes);
   EvalReport r;
   r.confusion.assign(C, std::vector<std::int64_t>(C, 0));
-  std::vector<Tensor> all_logits;
-  NoGradGuard no_grad;
-  std::int64_t correct = 0, seen = 0;
-  while (auto batch = loader.next()) {
-    Tensor logits = model->forward(batch->images);
-    const auto v = logits.to_vector();
-    for (std::size_t i = 0; i < batch->labels.size(); ++i) {
-      const float* row = v.data() + i * C;
-      const auto pred = static_cast<std::size_t>(std::max_element(row, row + C) - row);
-      const auto truth = static_cast<std::size_t>(batch->labels[i]);
-      PW_CHECK(truth < C, "[eval] label {} outside the model's {} classes", truth, C);
-      r.confusion[truth][pred]++;
-      correct += pred == truth;
-      ++seen;
-    }
-    if (!o.save_logits.empty()) all_logits.push_back(logits);
+  for (std::size_t i = 0; i < pred.labels.size(); ++i) {
+    const auto truth = static_cast<std::size_t>(pred.labels[i]);
+    PW_CHECK(truth < C, "[eval] label {} outside the model's {} classes", truth, C);
+    r.confusion[truth][static_cast<std::size_t>(pred.predicted[i])]++;
   }
-  r.accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+  r.accuracy = pred.accuracy();
   for (std::size_t c = 0; c < C; ++c) {
     std::int64_t total = 0;
     for (auto n : r.confusion[c]) total += n;
     r.per_class_accuracy.push_back(
         total ? static_cast<double>(r.confusion[c][c]) / static_cast<double>(total) : 0.0);
   }
+  const auto seen = static_cast<std::int64_t>(pred.labels.size());
+  std::int64_t correct = 0;
+  for (std::size_t c = 0; c < C; ++c) correct += r.confusion[c][c];
   if (!o.save_logits.empty()) {
-    std::vector<float> labels;
-    for (std::int64_t i = 0; i < seen; ++i)
-      labels.push_back(static_cast<float>(test.labels[static_cast<std::size_t>(i)]));
     save_safetensors(o.save_logits,
-                     {{"logits", cat(all_logits, 0)}, {"labels", from_vector(labels, {seen})}},
+                     {{"logits", pred.logits}, {"labels", labels_tensor(pred.labels)}},
                      {{"weights", o.weights}, {"images", std::to_string(seen)}});
   }
 

@@ -12,6 +12,7 @@
 #include "apps/commands/plot.h"
 #include "apps/data/loader.h"
 #include "apps/data/locate.h"
+#include "apps/evaluate.h"
 #include "apps/train/progress.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
@@ -134,16 +135,12 @@ Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_
   return s;
 }
 
-data::LoaderConfig loader_config(const TrainOptions& o, bool train) {
+// The training loader: shuffled and augmented as the flags say.
+data::LoaderConfig loader_config(const TrainOptions& o) {
   data::LoaderConfig c;
   c.batch_size = o.batch_size;
   c.seed = o.seed;
   c.num_workers = static_cast<int>(o.workers);
-  if (!train) {
-    c.shuffle = false;
-    c.augment.augment = data::AugmentPolicy::None;
-    return c;
-  }
   c.shuffle = !o.no_shuffle;
   c.drop_last = false;
   auto& a = c.augment;
@@ -158,23 +155,6 @@ data::LoaderConfig loader_config(const TrainOptions& o, bool train) {
   a.cutmix_alpha = o.cutmix;
   a.label_smoothing = o.smoothing;
   return c;
-}
-
-Tensor labels_tensor(const std::vector<std::int64_t>& labels) {
-  std::vector<float> v(labels.begin(), labels.end());
-  return from_vector(v, {static_cast<std::int64_t>(v.size())});
-}
-
-// Counts argmax(logits) == label.
-std::int64_t count_correct(const Tensor& logits, const std::vector<std::int64_t>& labels) {
-  const auto v = logits.to_vector();
-  const std::int64_t C = logits.shape()[1];
-  std::int64_t correct = 0;
-  for (std::size_t i = 0; i < labels.size(); ++i) {
-    const float* row = v.data() + static_cast<std::int64_t>(i) * C;
-    if (std::max_element(row, row + C) - row == labels[i]) ++correct;
-  }
-  return correct;
 }
 
 // metrics.jsonl is rewritten whole (atomically) from memory; it is small.
@@ -203,29 +183,6 @@ class MetricsLog {
   fs::path path_;
   std::vector<std::string> lines_;
 };
-
-struct EvalResult {
-  double accuracy = 0;
-  double loss = 0;
-};
-
-EvalResult evaluate(models::VisionTransformer& model, data::Loader& loader) {
-  NoGradGuard no_grad;
-  model.eval();
-  loader.start_epoch(0);
-  std::int64_t correct = 0, seen = 0;
-  double loss_sum = 0;
-  while (auto batch = loader.next()) {
-    Tensor logits = model.forward(batch->images);
-    const auto n = static_cast<std::int64_t>(batch->labels.size());
-    loss_sum += cross_entropy(logits, labels_tensor(batch->labels)).item() * static_cast<double>(n);
-    correct += count_correct(logits, batch->labels);
-    seen += n;
-  }
-  model.train();
-  return {seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0,
-          seen ? loss_sum / static_cast<double>(seen) : 0.0};
-}
 
 std::string default_run_name(const TrainOptions& o) {
   const std::time_t now = std::time(nullptr);
@@ -304,8 +261,7 @@ TrainResult train(TrainOptions o) {
                                                  o.limit_test > 0 ? o.limit_test : -1);
   progress.message(fmt::format("data: {} ({}), {} train / {} test images", where.path.string(),
                                where.how, cifar.train.size(), cifar.test.size()));
-  data::Loader train_loader(cifar.train, loader_config(o, true));
-  data::Loader test_loader(cifar.test, loader_config(o, false));
+  data::Loader train_loader(cifar.train, loader_config(o));
   const std::int64_t steps_per_epoch = train_loader.num_batches();
 
   // ---- model, optimizer, schedule ----
@@ -393,7 +349,9 @@ TrainResult train(TrainOptions o) {
       ++state.global_step;
       ++steps;
       loss_sum += loss_value * static_cast<double>(n);
-      correct += count_correct(logits, batch->labels);
+      const auto predicted = argmax_rows(logits);
+      for (std::size_t i = 0; i < predicted.size(); ++i)
+        correct += predicted[i] == batch->labels[i];
       seen += n;
       const double elapsed = seconds_since(epoch_start);
       StepStats st{state.batch,
@@ -446,15 +404,17 @@ TrainResult train(TrainOptions o) {
     const bool last_epoch = state.epoch + 1 == o.epochs;
     bool is_best = false;
     if ((state.epoch + 1) % o.eval_every == 0 || last_epoch) {
-      const EvalResult ev = evaluate(model, test_loader);
+      const SplitPredictions ev =
+          predict_split(model, cifar.test, o.batch_size, static_cast<int>(o.workers));
+      const double accuracy = ev.accuracy();
       epoch_metrics["test_loss"] = ev.loss;
-      epoch_metrics["test_accuracy"] = ev.accuracy;
-      result.final_accuracy = ev.accuracy;
-      is_best = ev.accuracy > state.best_accuracy;
-      if (is_best) state.best_accuracy = ev.accuracy, state.best_epoch = state.epoch + 1;
-      line += fmt::format(" | test loss {:.4f} acc {:.2f}% (best {:.2f}%)", ev.loss,
-                          100 * ev.accuracy, 100 * state.best_accuracy);
-      if (schedule.plateau) schedule.plateau->step(ev.accuracy);
+      epoch_metrics["test_accuracy"] = accuracy;
+      result.final_accuracy = accuracy;
+      is_best = accuracy > state.best_accuracy;
+      if (is_best) state.best_accuracy = accuracy, state.best_epoch = state.epoch + 1;
+      line += fmt::format(" | test loss {:.4f} acc {:.2f}% (best {:.2f}%)", ev.loss, 100 * accuracy,
+                          100 * state.best_accuracy);
+      if (schedule.plateau) schedule.plateau->step(accuracy);
     }
     metrics.add(epoch_metrics);
     metrics.flush();

@@ -1,0 +1,64 @@
+#include "apps/evaluate.h"
+
+#include <algorithm>
+
+#include "apps/data/loader.h"
+#include "core/autograd.h"
+#include "ops/nn.h"
+#include "ops/shape.h"
+
+namespace pw::app {
+
+double SplitPredictions::accuracy() const {
+  std::int64_t correct = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) correct += predicted[i] == labels[i];
+  return labels.empty() ? 0.0 : static_cast<double>(correct) / static_cast<double>(labels.size());
+}
+
+std::vector<std::int64_t> argmax_rows(const Tensor& logits) {
+  const auto v = logits.to_vector();
+  const std::int64_t B = logits.shape()[0], C = logits.shape()[1];
+  std::vector<std::int64_t> out(static_cast<std::size_t>(B));
+  for (std::int64_t i = 0; i < B; ++i) {
+    const float* row = v.data() + i * C;
+    out[static_cast<std::size_t>(i)] = std::max_element(row, row + C) - row;
+  }
+  return out;
+}
+
+Tensor labels_tensor(const std::vector<std::int64_t>& labels) {
+  std::vector<float> v(labels.begin(), labels.end());
+  return from_vector(v, {static_cast<std::int64_t>(v.size())});
+}
+
+SplitPredictions predict_split(models::VisionTransformer& model, const data::Dataset& split,
+                               std::int64_t batch_size, int workers) {
+  data::LoaderConfig lc;
+  lc.batch_size = batch_size;
+  lc.shuffle = false;
+  lc.num_workers = workers;
+  lc.augment.augment = data::AugmentPolicy::None;
+  data::Loader loader(split, lc);
+  loader.start_epoch(0);
+
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  SplitPredictions r;
+  std::vector<Tensor> logits;
+  double loss_sum = 0;
+  while (auto batch = loader.next()) {
+    Tensor l = model.forward(batch->images);
+    const auto n = static_cast<double>(batch->labels.size());
+    loss_sum += cross_entropy(l, labels_tensor(batch->labels)).item() * n;
+    for (auto p : argmax_rows(l)) r.predicted.push_back(p);
+    r.labels.insert(r.labels.end(), batch->labels.begin(), batch->labels.end());
+    logits.push_back(l);
+  }
+  model.train(was_training);
+  if (!logits.empty()) r.logits = cat(logits, 0);
+  r.loss = r.labels.empty() ? 0.0 : loss_sum / static_cast<double>(r.labels.size());
+  return r;
+}
+
+}  // namespace pw::app

@@ -1,0 +1,29 @@
+// Running a model over a whole CIFAR-10 split: what `vit train` reports after each epoch and
+// `vit eval` prints, computed in one place.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "apps/data/cifar10.h"
+#include "models/vit.h"
+
+namespace pw::app {
+
+// The model's outputs on a split, in file order, without augmentation.
+struct SplitPredictions {
+  Tensor logits;                        // (N, C)
+  std::vector<std::int64_t> predicted;  // argmax of each row
+  std::vector<std::int64_t> labels;
+  double loss = 0;  // mean cross-entropy
+  double accuracy() const;
+};
+
+// Runs `model` in evaluation mode without recording a graph, then restores its mode.
+SplitPredictions predict_split(models::VisionTransformer& model, const data::Dataset& split,
+                               std::int64_t batch_size, int workers = 1);
+// The index of the largest logit of each row of (B, C) logits.
+std::vector<std::int64_t> argmax_rows(const Tensor& logits);
+// Class indices as the float tensor cross_entropy takes.
+Tensor labels_tensor(const std::vector<std::int64_t>& labels);
+
+}  // namespace pw::app
