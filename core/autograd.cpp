@@ -38,6 +38,9 @@ class AccumulateGrad final : public Node {
 
 // out = a + b into a new contiguous tensor (the engine's own accumulation).
 Tensor add_values(const Tensor& a, const Tensor& b) {
+  // bfloat16 gradients (of bfloat16 tensors) are summed in float32 and rounded once.
+  if (a.dtype() == DType::BFloat16)
+    return copy_contiguous(add_values(copy_contiguous(a, DType::Float32), b), DType::BFloat16);
   Tensor out = copy_contiguous(a);
   PW_DISPATCH(out.dtype(), [&] {
     scalar_t* o = out.data<scalar_t>();

@@ -51,3 +51,13 @@ constexpr DType dtype_of<bfloat16>() {
       return __VA_ARGS__();                                                                      \
     }                                                                                            \
   }()
+
+// PW_DISPATCH over every dtype, bfloat16 included: for copies and conversions only.
+#define PW_DISPATCH_ALL(dtype, ...)         \
+  [&] {                                     \
+    if ((dtype) == ::pw::DType::BFloat16) { \
+      using scalar_t = ::pw::bfloat16;      \
+      return __VA_ARGS__();                 \
+    }                                       \
+    return PW_DISPATCH(dtype, __VA_ARGS__); \
+  }()

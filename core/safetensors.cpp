@@ -43,7 +43,7 @@ const DTypeInfo* find_dtype(std::string_view code) {
 }
 
 std::string_view code_of(DType t) {
-  return t == DType::Float32 ? "F32" : "F64";
+  return t == DType::Float32 ? "F32" : t == DType::Float64 ? "F64" : "BF16";
 }
 
 // Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points
@@ -98,10 +98,6 @@ float half_to_float(std::uint16_t h) {
     return sign ? -magnitude : magnitude;
   }
   return std::bit_cast<float>(bits);
-}
-
-float bfloat16_to_float(std::uint16_t b) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
 }
 
 // ---- writer ----
@@ -275,16 +271,16 @@ SafetensorsEntry make_entry(const EntryInfo& info, const std::uint8_t* data) {
   SafetensorsEntry entry{info.name, std::string(info.dtype->code), info.shape, Tensor(), {}};
   const auto nbytes = static_cast<std::size_t>(info.end - info.begin);
   const std::string_view code = info.dtype->code;
-  if (code == "F32" || code == "F64") {
-    entry.tensor = empty(info.shape, code == "F32" ? DType::Float32 : DType::Float64);
+  if (code == "F32" || code == "F64" || code == "BF16") {
+    entry.tensor = empty(info.shape, code == "F32"   ? DType::Float32
+                                     : code == "F64" ? DType::Float64
+                                                     : DType::BFloat16);
     if (nbytes > 0) std::memcpy(entry.tensor.raw_data(), data, nbytes);
-  } else if (code == "F16" || code == "BF16") {
+  } else if (code == "F16") {
     entry.tensor = empty(info.shape, DType::Float32);
     float* out = entry.tensor.data<float>();
-    for (std::size_t i = 0; i < nbytes / 2; ++i) {
-      const auto bits = static_cast<std::uint16_t>(data[2 * i] | (data[2 * i + 1] << 8));
-      out[i] = code == "F16" ? half_to_float(bits) : bfloat16_to_float(bits);
-    }
+    for (std::size_t i = 0; i < nbytes / 2; ++i)
+      out[i] = half_to_float(static_cast<std::uint16_t>(data[2 * i] | (data[2 * i + 1] << 8)));
   } else {
     entry.raw.assign(data, data + nbytes);
   }

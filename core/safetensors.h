@@ -21,7 +21,7 @@ struct SafetensorsEntry {
   std::string name;
   std::string dtype;  // the file's dtype code: "F32", "BF16", "I64", ...
   Shape shape;
-  // Floating-point entries: F32 and F64 as stored, F16 and BF16 widened to float32.
+  // Floating-point entries: F32, F64 and BF16 as stored, F16 widened to float32.
   // Undefined for dtypes that pw tensors cannot hold (integers, BOOL, FP8, ...).
   Tensor tensor;
   // The stored bytes of the entries without a pw tensor; empty for floating-point entries.
@@ -45,7 +45,7 @@ struct SafetensorsFile {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
-// The bytes of a safetensors file holding `tensors` (F32/F64, any strides) and `metadata`.
+// The bytes of a safetensors file holding `tensors` (F32/F64/BF16, any strides) and `metadata`.
 // Layout follows the reference writer: data ordered by descending dtype size, then by name;
 // "__metadata__" first in the header; header padded with spaces to a multiple of 8 bytes.
 std::vector<std::uint8_t> serialize_safetensors(

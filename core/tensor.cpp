@@ -2,12 +2,28 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/allocator.h"
 #include "core/autograd.h"
 #include "core/parallel.h"
 
 namespace pw {
+
+namespace {
+
+// Converts one value; float -> bfloat16 rounds to nearest even (through float for double).
+template <typename Out, typename In>
+Out convert(In v) {
+  if constexpr (std::is_same_v<Out, bfloat16>)
+    return bfloat16(static_cast<float>(v));
+  else if constexpr (std::is_same_v<In, bfloat16>)
+    return static_cast<Out>(static_cast<float>(v));
+  else
+    return static_cast<Out>(v);
+}
+
+}  // namespace
 
 Storage::Storage(std::size_t n) : data(allocate(n)), nbytes(n) {}
 Storage::~Storage() {
@@ -83,7 +99,8 @@ double Tensor::at(const Shape& index) const {
              shape_str(index), shape_str(shape()));
     off += index[d] * strides()[d];
   }
-  return PW_DISPATCH(dtype(), [&] { return static_cast<double>(data<scalar_t>()[off]); });
+  return PW_DISPATCH_ALL(dtype(),
+                         [&] { return convert<double>(data<scalar_t>()[off]); });
 }
 
 template <typename T>
@@ -94,6 +111,7 @@ std::vector<T> Tensor::to_vector() const {
 }
 template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<bfloat16> Tensor::to_vector<bfloat16>() const;
 
 // ---- creation ----
 
@@ -110,9 +128,9 @@ Tensor empty(const Shape& shape, DType dtype) {
 
 Tensor full(const Shape& shape, double value, DType dtype) {
   Tensor t = empty(shape, dtype);
-  PW_DISPATCH(dtype, [&] {
+  PW_DISPATCH_ALL(dtype, [&] {
     scalar_t* p = t.data<scalar_t>();
-    const auto v = static_cast<scalar_t>(value);
+    const auto v = convert<scalar_t>(value);
     parallel_for(t.numel(), kParallelGrain,
                  [&](std::int64_t b, std::int64_t e) { std::fill(p + b, p + e, v); });
   });
@@ -189,28 +207,36 @@ Tensor tensor(std::initializer_list<double> values, const Shape& shape, DType dt
 
 // ---- copies ----
 
+
 void copy_into(const Tensor& dst, const Tensor& src) {
   PW_CHECK(dst.shape() == src.shape(), "[copy] cannot copy shape {} into shape {}",
            shape_str(src.shape()), shape_str(dst.shape()));
-  PW_DISPATCH(dst.dtype(), [&] {
-    using out_t = scalar_t;
-    out_t* o = dst.data<out_t>();
-    PW_DISPATCH(src.dtype(), [&] {
-      const scalar_t* in = src.data<scalar_t>();
-      if (dst.is_contiguous() && src.is_contiguous()) {
-        parallel_for(dst.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
-          for (std::int64_t i = b; i < e; ++i) o[i] = static_cast<out_t>(in[i]);
-        });
-        return;
-      }
-      strided_loop<2>(dst.shape(), {dst.strides(), src.strides()},
-                      [&](const std::array<std::int64_t, 2>& off, std::int64_t n,
-                          const std::array<std::int64_t, 2>& s) {
-                        for (std::int64_t i = 0; i < n; ++i)
-                          o[off[0] + i * s[0]] = static_cast<out_t>(in[off[1] + i * s[1]]);
-                      });
+  const bool dense = dst.is_contiguous() && src.is_contiguous();
+  if (dense && src.dtype() == DType::Float32 && dst.dtype() == DType::BFloat16) {
+    float_to_bfloat16(src.data<float>(), dst.data<bfloat16>(), dst.numel());
+  } else if (dense && src.dtype() == DType::BFloat16 && dst.dtype() == DType::Float32) {
+    bfloat16_to_float(src.data<bfloat16>(), dst.data<float>(), dst.numel());
+  } else {
+    PW_DISPATCH_ALL(dst.dtype(), [&] {
+      using out_t = scalar_t;
+      out_t* o = dst.data<out_t>();
+      PW_DISPATCH_ALL(src.dtype(), [&] {
+        const scalar_t* in = src.data<scalar_t>();
+        if (dense) {
+          parallel_for(dst.numel(), kParallelGrain, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t i = b; i < e; ++i) o[i] = convert<out_t>(in[i]);
+          });
+          return;
+        }
+        strided_loop<2>(dst.shape(), {dst.strides(), src.strides()},
+                        [&](const std::array<std::int64_t, 2>& off, std::int64_t n,
+                            const std::array<std::int64_t, 2>& s) {
+                          for (std::int64_t i = 0; i < n; ++i)
+                            o[off[0] + i * s[0]] = convert<out_t>(in[off[1] + i * s[1]]);
+                        });
+      });
     });
-  });
+  }
   dst.bump_version();
 }
 

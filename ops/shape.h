@@ -29,7 +29,8 @@ Tensor unsqueeze(const Tensor& x, std::int64_t dim);
 Tensor contiguous(const Tensor& x);
 // A contiguous copy that autograd sees as the identity.
 Tensor clone(const Tensor& x);
-// Converts to another dtype (differentiable; the gradient is converted back).
+// Converts to another dtype (differentiable; the gradient is converted back); float32 ->
+// bfloat16 rounds to nearest even. x itself when it already has that dtype.
 Tensor to(const Tensor& x, DType dtype);
 
 // ---- joins and splits (ops/join.cpp) and integer indexing (ops/index.cpp) ----
