@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "apps/data/loader.h"
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "ops/nn.h"
 #include "ops/shape.h"
@@ -32,7 +33,7 @@ Tensor labels_tensor(const std::vector<std::int64_t>& labels) {
 }
 
 SplitPredictions predict_split(models::VisionTransformer& model, const data::Dataset& split,
-                               std::int64_t batch_size, int workers) {
+                               std::int64_t batch_size, int workers, bool bf16) {
   data::LoaderConfig lc;
   lc.batch_size = batch_size;
   lc.shuffle = false;
@@ -44,6 +45,7 @@ SplitPredictions predict_split(models::VisionTransformer& model, const data::Dat
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
+  AutocastGuard autocast(bf16);
   SplitPredictions r;
   std::vector<Tensor> logits;
   double loss_sum = 0;

@@ -18,9 +18,10 @@ struct SplitPredictions {
   double accuracy() const;
 };
 
-// Runs `model` in evaluation mode without recording a graph, then restores its mode.
+// Runs `model` in evaluation mode without recording a graph, then restores its mode; bf16 runs
+// it under autocast (the weights cast once for the whole split).
 SplitPredictions predict_split(models::VisionTransformer& model, const data::Dataset& split,
-                               std::int64_t batch_size, int workers = 1);
+                               std::int64_t batch_size, int workers = 1, bool bf16 = false);
 // The index of the largest logit of each row of (B, C) logits.
 std::vector<std::int64_t> argmax_rows(const Tensor& logits);
 // Class indices as the float tensor cross_entropy takes.

@@ -45,6 +45,7 @@ nlohmann::json TrainState::to_json() const {
           {"best_accuracy", best_accuracy},
           {"best_epoch", best_epoch},
           {"rng", std::vector<std::uint64_t>(rng.begin(), rng.end())},
+          {"precision", precision},
           {"scheduler", scheduler}};
 }
 
@@ -60,6 +61,7 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
            rng.size(), s.rng.size());
   std::copy(rng.begin(), rng.end(), s.rng.begin());
   s.scheduler = j.at("scheduler");
+  s.precision = j.value("precision", "fp32");  // checkpoints from before bf16 trained in fp32
   return s;
 }
 

@@ -36,7 +36,8 @@ struct TrainState {
   std::int64_t global_step = 0;  // optimizer steps taken
   double best_accuracy = -1;
   std::int64_t best_epoch = -1;
-  Generator::State rng{};  // the default generator (dropout, drop path)
+  Generator::State rng{};          // the default generator (dropout, drop path)
+  std::string precision = "fp32";  // the GEMM arithmetic the run trains with (apps/precision.h)
   nlohmann::json scheduler;
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);

@@ -39,17 +39,17 @@ constexpr DType dtype_of<bfloat16>() {
 
 // Runs the lambda-like body with `scalar_t` bound to the C++ type of `dtype` (float or double);
 // a bfloat16 tensor is an error here: arithmetic needs a cast to float32 first.
-#define PW_DISPATCH(dtype, ...)                                                                  \
-  [&] {                                                                                          \
-    if ((dtype) == ::pw::DType::Float32) {                                                       \
-      using scalar_t = float;                                                                    \
-      return __VA_ARGS__();                                                                      \
-    } else {                                                                                     \
-      PW_CHECK((dtype) == ::pw::DType::Float64,                                                  \
+#define PW_DISPATCH(dtype, ...)                                                                   \
+  [&] {                                                                                           \
+    if ((dtype) == ::pw::DType::Float32) {                                                        \
+      using scalar_t = float;                                                                     \
+      return __VA_ARGS__();                                                                       \
+    } else {                                                                                      \
+      PW_CHECK((dtype) == ::pw::DType::Float64,                                                   \
                "this op computes in float32 or float64, not bfloat16: cast with to(x, float32)"); \
-      using scalar_t = double;                                                                   \
-      return __VA_ARGS__();                                                                      \
-    }                                                                                            \
+      using scalar_t = double;                                                                    \
+      return __VA_ARGS__();                                                                       \
+    }                                                                                             \
   }()
 
 // PW_DISPATCH over every dtype, bfloat16 included: for copies and conversions only.

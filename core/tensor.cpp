@@ -99,8 +99,7 @@ double Tensor::at(const Shape& index) const {
              shape_str(index), shape_str(shape()));
     off += index[d] * strides()[d];
   }
-  return PW_DISPATCH_ALL(dtype(),
-                         [&] { return convert<double>(data<scalar_t>()[off]); });
+  return PW_DISPATCH_ALL(dtype(), [&] { return convert<double>(data<scalar_t>()[off]); });
 }
 
 template <typename T>
@@ -206,7 +205,6 @@ Tensor tensor(std::initializer_list<double> values, const Shape& shape, DType dt
 }
 
 // ---- copies ----
-
 
 void copy_into(const Tensor& dst, const Tensor& src) {
   PW_CHECK(dst.shape() == src.shape(), "[copy] cannot copy shape {} into shape {}",

@@ -12,6 +12,11 @@
 // that the usual transpose(1, 2).reshape(B, N, H*D) that follows is free.
 // OpenBLAS built for OpenMP runs one thread when called inside a parallel region, so the
 // per-pair GEMMs do not oversubscribe the cores.
+// Under autocast (core/autocast.h) q, k, v are read in bfloat16 and each of the products is one
+// batched bf16 GEMM over all B*H pairs (ops/gemm_bf16.h); the softmax and its gradient run in
+// float32 on rows of S between them and write the bfloat16 operand of the next product.
+// Saved for backward in bfloat16: q, k, v and the probabilities P (which the forward's second
+// product read in bfloat16 too, so the backward differentiates exactly what was computed).
 // FP exceptions are never inspected: without trapping math GCC may turn the selects of
 // ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
 #pragma GCC optimize("no-trapping-math")
@@ -22,10 +27,12 @@
 #include <functional>
 #include <limits>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
 #include "ops/fast_math.h"
+#include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
 #include "ops/nn.h"
 
@@ -192,6 +199,146 @@ void attention_backward(const Tensor& g, const Operand& q, const Operand& k, con
   }
 }
 
+// ---- bfloat16 (autocast) kernels: batched engine GEMMs, float32 row passes between them ----
+
+// The engine's strides of a (B, H, rows, cols) operand read through `o` (transposed when
+// `transpose`).
+gemm::MatrixStrides bf16_strides(const Operand& o, bool transpose = false) {
+  const bool row_major = (o.lay.trans == CblasNoTrans) != transpose;
+  return row_major ? gemm::MatrixStrides{o.sb, o.sh, o.lay.ld, 1}
+                   : gemm::MatrixStrides{o.sb, o.sh, 1, o.lay.ld};
+}
+// A contiguous (B, H, R, C) matrix stack, or its transpose.
+gemm::MatrixStrides dense_strides(std::int64_t H, std::int64_t R, std::int64_t C,
+                                  bool transpose = false) {
+  return transpose ? gemm::MatrixStrides{H * R * C, R * C, 1, C}
+                   : gemm::MatrixStrides{H * R * C, R * C, C, 1};
+}
+// Strides of a (B, H, R, C) result view (the gradients and the output are (B, N, H, D) memory).
+gemm::MatrixStrides view_strides(const Tensor& t) {
+  return {t.strides()[0], t.strides()[1], t.strides()[2], 1};
+}
+gemm::GemmDesc batched(std::int64_t B, std::int64_t H, std::int64_t M, std::int64_t N,
+                       std::int64_t K, gemm::MatrixStrides a, gemm::MatrixStrides b,
+                       gemm::MatrixStrides c, float alpha = 1.0f) {
+  gemm::GemmDesc d;
+  d.batch0 = B, d.batch1 = H, d.M = M, d.N = N, d.K = K;
+  d.a = a, d.b = b, d.c = c, d.alpha = alpha;
+  return d;
+}
+
+// P (B, H, Nq, Nk) = softmax(scale q k^T + mask) in bfloat16, and O = dropout(P) v into `out`
+// (float32). `probs` is P, kept for backward or returned.
+void attention_forward_bf16(const Operand& q, const Operand& k, const Operand& v,
+                            const MaskView* mask, const DropoutMask* drop, float scale,
+                            const Tensor& probs, const Tensor& out) {
+  const std::int64_t B = q.t.shape()[0], H = q.t.shape()[1], Nq = q.t.shape()[2],
+                     Dh = q.t.shape()[3], Nk = k.t.shape()[2], Dv = v.t.shape()[3];
+  Tensor S = empty({B, H, Nq, Nk}, DType::Float32);
+  gemm::gemm_bf16(batched(B, H, Nq, Nk, Dh, bf16_strides(q), bf16_strides(k, true),
+                          dense_strides(H, Nq, Nk), scale),
+                  q.t.data<bfloat16>(), k.t.data<bfloat16>(), S.data<float>());
+  Tensor Pd = drop ? empty({B, H, Nq, Nk}, DType::BFloat16) : probs;
+  float* ps = S.data<float>();
+  bfloat16* pp = probs.data<bfloat16>();
+  bfloat16* pd = Pd.data<bfloat16>();
+  const float* pm = mask ? mask->t.data<float>() : nullptr;
+  const std::int64_t rows = B * H * Nq;
+  parallel_for(
+      rows, std::max<std::int64_t>(1, kParallelGrain / Nk), [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) {
+          float* row = ps + r * Nk;
+          if (pm) {
+            const std::int64_t i = r % Nq, h = (r / Nq) % H, b = r / (Nq * H);
+            const float* mrow =
+                pm + b * mask->strides[0] + h * mask->strides[1] + i * mask->strides[2];
+            const std::int64_t mj = mask->strides[3];
+            for (std::int64_t j = 0; j < Nk; ++j) {
+              if (mask->is_bool && mrow[j * mj] == 0.0f)
+                row[j] = -std::numeric_limits<float>::infinity();
+              if (!mask->is_bool) row[j] += mrow[j * mj];
+            }
+          }
+          const float m = fast::max(row, Nk);
+          if (m == -std::numeric_limits<float>::infinity()) {
+            std::fill(row, row + Nk, 0.0f);  // a fully masked row attends to nothing
+          } else {
+            const float inv = 1.0f / fast::exp_shifted(row, m, row, Nk);
+            for (std::int64_t j = 0; j < Nk; ++j) row[j] *= inv;
+          }
+          float_to_bfloat16(row, pp + r * Nk, Nk);
+          if (drop) {
+            const std::uint8_t* keep = drop->keep.data() + r * Nk;
+            const auto ds = static_cast<float>(drop->scale);
+            for (std::int64_t j = 0; j < Nk; ++j)
+              pd[r * Nk + j] = bfloat16(keep[j] ? static_cast<float>(pp[r * Nk + j]) * ds : 0.0f);
+          }
+        }
+      });
+  gemm::gemm_bf16(
+      batched(B, H, Nq, Dv, Nk, dense_strides(H, Nq, Nk), bf16_strides(v), view_strides(out)), pd,
+      v.t.data<bfloat16>(), out.data<float>());
+}
+
+// The backward of attention_forward_bf16 from the saved bfloat16 q, k, v and P: dO and dS are
+// rounded to bfloat16 for the products, dP and the softmax gradient are float32.
+void attention_backward_bf16(const Tensor& g, const Operand& q, const Operand& k, const Operand& v,
+                             const DropoutMask* drop, float scale, const Tensor& probs,
+                             const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  const std::int64_t B = q.t.shape()[0], H = q.t.shape()[1], Nq = q.t.shape()[2],
+                     Dh = q.t.shape()[3], Nk = k.t.shape()[2], Dv = v.t.shape()[3];
+  const Operand go = operand(copy_contiguous(g, DType::BFloat16));
+  const bfloat16* P = probs.data<bfloat16>();
+  const auto ds = drop ? static_cast<float>(drop->scale) : 1.0f;
+  if (dv.defined()) {
+    // dV (Nk, Dv) = Pd^T dO with Pd the dropped probabilities the forward multiplied by.
+    Tensor Pd = probs;
+    if (drop) {
+      Pd = empty(probs.shape(), DType::BFloat16);
+      bfloat16* pd = Pd.data<bfloat16>();
+      parallel_for(Pd.numel(), kParallelGrain, [&](std::int64_t e0, std::int64_t e1) {
+        for (std::int64_t e = e0; e < e1; ++e)
+          pd[e] = bfloat16(drop->keep[e] ? static_cast<float>(P[e]) * ds : 0.0f);
+      });
+    }
+    gemm::gemm_bf16(batched(B, H, Nk, Dv, Nq, dense_strides(H, Nq, Nk, true), bf16_strides(go),
+                            view_strides(dv)),
+                    Pd.data<bfloat16>(), go.t.data<bfloat16>(), dv.data<float>());
+  }
+  if (!dq.defined() && !dk.defined()) return;
+  // dP (Nq, Nk) = dO v^T, then dS = P * (dP - rowsum(dP * P)) through the dropout mask.
+  Tensor dP = empty({B, H, Nq, Nk}, DType::Float32);
+  gemm::gemm_bf16(
+      batched(B, H, Nq, Nk, Dv, bf16_strides(go), bf16_strides(v, true), dense_strides(H, Nq, Nk)),
+      go.t.data<bfloat16>(), v.t.data<bfloat16>(), dP.data<float>());
+  Tensor dS = empty({B, H, Nq, Nk}, DType::BFloat16);
+  float* pdp = dP.data<float>();
+  bfloat16* pds = dS.data<bfloat16>();
+  parallel_for(B * H * Nq, std::max<std::int64_t>(1, kParallelGrain / Nk),
+               [&](std::int64_t r0, std::int64_t r1) {
+                 std::vector<float> p(static_cast<std::size_t>(Nk));
+                 for (std::int64_t r = r0; r < r1; ++r) {
+                   float* row = pdp + r * Nk;
+                   bfloat16_to_float(P + r * Nk, p.data(), Nk);
+                   if (drop) {
+                     const std::uint8_t* keep = drop->keep.data() + r * Nk;
+                     for (std::int64_t j = 0; j < Nk; ++j) row[j] = keep[j] ? row[j] * ds : 0.0f;
+                   }
+                   const float dot = fast::dot(row, p.data(), Nk);
+                   for (std::int64_t j = 0; j < Nk; ++j) row[j] = p[j] * (row[j] - dot);
+                   float_to_bfloat16(row, pds + r * Nk, Nk);
+                 }
+               });
+  if (dq.defined())
+    gemm::gemm_bf16(batched(B, H, Nq, Dh, Nk, dense_strides(H, Nq, Nk), bf16_strides(k),
+                            view_strides(dq), scale),
+                    pds, k.t.data<bfloat16>(), dq.data<float>());
+  if (dk.defined())
+    gemm::gemm_bf16(batched(B, H, Nk, Dh, Nq, dense_strides(H, Nq, Nk, true), bf16_strides(q),
+                            view_strides(dk), scale),
+                    pds, q.t.data<bfloat16>(), dk.data<float>());
+}
+
 }  // namespace
 
 namespace {
@@ -215,7 +362,9 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
                          k_in.shape()[3] == q_in.shape()[3] && v_in.shape()[2] == k_in.shape()[2];
   PW_CHECK(shapes_ok, "[{}] expected q (B,H,Nq,Dh), k (B,H,Nk,Dh), v (B,H,Nk,Dv), got {}, {}, {}",
            op, shape_str(q_in.shape()), shape_str(k_in.shape()), shape_str(v_in.shape()));
-  const DType dt = kernels::common_dtype(op, {q_in, k_in, v_in});
+  // bfloat16 q, k, v (autocast) compute in float32 between the products and give float32.
+  const bool bf16 = kernels::common_dtype(op, {q_in, k_in, v_in}) == DType::BFloat16;
+  const DType dt = bf16 ? DType::Float32 : q_in.dtype();
   PW_CHECK(dropout_p >= 0 && dropout_p < 1, "[{}] dropout_p must be in [0, 1), got {}", op,
            dropout_p);
   const std::int64_t B = q_in.shape()[0], H = q_in.shape()[1], Nq = q_in.shape()[2],
@@ -258,13 +407,20 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
 
   const Operand q = operand(q_in), k = operand(k_in), v = operand(v_in);
   const bool grad = needs_grad(inputs);
-  Tensor probs = grad || return_probs ? empty({B, H, Nq, Nk}, dt) : Tensor();
   Tensor out = empty_bnhd(B, H, Nq, Dv, dt);
-  PW_DISPATCH(dt, [&] {
-    attention_forward<scalar_t>(q, k, v, mask.defined() ? &mv : nullptr, drop.get(),
-                                static_cast<scalar_t>(scale),
-                                probs.defined() ? probs.data<scalar_t>() : nullptr, out);
-  });
+  Tensor probs;
+  if (bf16) {
+    probs = empty({B, H, Nq, Nk}, DType::BFloat16);
+    attention_forward_bf16(q, k, v, mask.defined() ? &mv : nullptr, drop.get(),
+                           static_cast<float>(scale), probs, out);
+  } else {
+    probs = grad || return_probs ? empty({B, H, Nq, Nk}, dt) : Tensor();
+    PW_DISPATCH(dt, [&] {
+      attention_forward<scalar_t>(q, k, v, mask.defined() ? &mv : nullptr, drop.get(),
+                                  static_cast<scalar_t>(scale),
+                                  probs.defined() ? probs.data<scalar_t>() : nullptr, out);
+    });
+  }
   if (grad) {
     // The operand's layout is kept; its tensor is held only through SavedTensor (detached).
     auto saved = [](const Operand& o) {
@@ -286,6 +442,13 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
              const Tensor P = sp.get();
              const std::int64_t B = q.t.shape()[0], H = q.t.shape()[1], Nq = q.t.shape()[2],
                                 Dh = q.t.shape()[3], Nk = k.t.shape()[2], Dv = v.t.shape()[3];
+             if (q.t.dtype() == DType::BFloat16) {
+               auto [views, grads] = make_grads(n, B, H, Nq, Nk, Dh, Dv, DType::Float32);
+               const auto& [dq, dk, dv] = views;
+               attention_backward_bf16(g, q, k, v, drop.get(), static_cast<float>(scale), P, dq, dk,
+                                       dv);
+               return grads;
+             }
              const DType dt = q.t.dtype();
              auto [views, grads] = make_grads(n, B, H, Nq, Nk, Dh, Dv, dt);
              const auto& [dq, dk, dv] = views;
@@ -296,7 +459,8 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
              return grads;
            });
   }
-  return {out, return_probs ? probs : Tensor()};
+  if (!return_probs) return {out, Tensor()};
+  return {out, probs.dtype() == dt ? probs : copy_contiguous(probs, dt)};
 }
 
 }  // namespace
@@ -305,7 +469,11 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
                                              const Tensor& mask, bool mask_is_bool,
                                              double dropout_p, std::optional<double> scale,
                                              bool return_probs, Generator& gen) {
-  return attention(q, k, v, mask, mask_is_bool, dropout_p, scale, return_probs, gen, {q, k, v},
+  const bool cast = Autocast::is_enabled() && q.dtype() == DType::Float32 &&
+                    k.dtype() == DType::Float32 && v.dtype() == DType::Float32;
+  auto op = [cast](const Tensor& t) { return cast ? autocast_bf16(t) : t; };
+  return attention(op(q), op(k), op(v), mask, mask_is_bool, dropout_p, scale, return_probs, gen,
+                   {q, k, v},
                    [](const Node& n, std::int64_t B, std::int64_t H, std::int64_t Nq,
                       std::int64_t Nk, std::int64_t Dh, std::int64_t Dv, DType dt) -> GradBuffers {
                      Tensor dq = n.needs_input_grad(0) ? empty_bnhd(B, H, Nq, Dh, dt) : Tensor();
@@ -322,22 +490,25 @@ AttentionResult scaled_dot_product_attention_packed(const Tensor& qkv, std::int6
   PW_CHECK(qkv.dim() == 3 && heads > 0 && qkv.shape()[2] % (3 * heads) == 0,
            "[scaled_dot_product_attention_packed] expected qkv (B, N, 3*H*Dh) with H = {}, got {}",
            heads, shape_str(qkv.shape()));
-  const Tensor x = qkv.is_contiguous() ? qkv : copy_contiguous(qkv);
+  // Under autocast the projection is cast to bfloat16 once, and q, k, v are views of the copy.
+  const Tensor x = Autocast::is_enabled() && qkv.dtype() == DType::Float32
+                       ? autocast_bf16(qkv)
+                       : (qkv.is_contiguous() ? qkv : copy_contiguous(qkv));
   const std::int64_t B = x.shape()[0], N = x.shape()[1], W = x.shape()[2], H = heads,
                      Dh = W / (3 * H);
   // q, k and v as (B, H, N, Dh) views of the packed rows: no copies, not recorded.
   auto part = [B, N, W, H, Dh](const Tensor& t, std::int64_t i) {
     return make_view(t, {B, H, N, Dh}, {N * W, Dh, W, 1}, t.offset() + i * H * Dh);
   };
-  return attention(
-      part(x, 0), part(x, 1), part(x, 2), mask, mask_is_bool, dropout_p, scale, return_probs, gen,
-      {qkv},
-      [part, shape = x.shape()](const Node&, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                                std::int64_t, std::int64_t, DType dt) -> GradBuffers {
-        // The three gradients land in one buffer laid out like the input.
-        Tensor dqkv = empty(shape, dt);
-        return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};
-      });
+  return attention(part(x, 0), part(x, 1), part(x, 2), mask, mask_is_bool, dropout_p, scale,
+                   return_probs, gen, {qkv},
+                   [part, shape = qkv.shape()](const Node&, std::int64_t, std::int64_t,
+                                               std::int64_t, std::int64_t, std::int64_t,
+                                               std::int64_t, DType dt) -> GradBuffers {
+                     // The three gradients land in one buffer laid out like the input.
+                     Tensor dqkv = empty(shape, dt);
+                     return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};
+                   });
 }
 
 }  // namespace pw

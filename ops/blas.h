@@ -58,18 +58,29 @@ inline Tensor dense(const Tensor& t) {
 
 // ---- building blocks implemented in ops/matmul.cpp, reused by linear, conv2d ----
 
+// The operands a GEMM op reads: as given, or under autocast (core/autocast.h) their bfloat16
+// copies, weights from the per-step cache. Ops save these for backward: a bfloat16 activation
+// saved instead of its float32 original halves the memory it holds and the traffic to read it.
+struct GemmOperands {
+  Tensor a, b;
+};
+GemmOperands gemm_operands(const Tensor& a, const Tensor& b);
+
 // a @ b for a (..., M, K) and b (..., K, N) whose batch dims broadcast; no autograd. Strided
 // operands go to BLAS with transpose flags; batches of small products run in parallel.
+// bfloat16 operands (both) go to the bf16 GEMM engine (ops/gemm_bf16.h) and give float32.
 Tensor matmul_values(const Tensor& a, const Tensor& b);
 // The (R, in) rows of x (..., in): a view when the leading dims fold, else a copy.
 Tensor rows_of(const Tensor& x);
 // y (R, out) = x (R, in) w^T + b for w (out, in) and optional b (out): one GEMM, no autograd.
+// x and w both float32/float64, or both bfloat16 (then y is float32 and b float32).
 Tensor linear_rows(const Tensor& x, const Tensor& w, const Tensor& b);
 struct LinearGrads {
   Tensor dx, dw, db;
 };
 // Gradients of linear_rows for g (R, out): dx = g w, dw = g^T x, db = column sums of g; only
-// the requested ones are computed.
+// the requested ones are computed. With bfloat16 x and w, g is rounded to bfloat16 for the two
+// GEMMs (as autocast does) and every gradient is float32.
 LinearGrads linear_rows_backward(const Tensor& g, const Tensor& x, const Tensor& w, bool need_dx,
                                  bool need_dw, bool need_db);
 

@@ -4,7 +4,8 @@
 //   y_rows (B*L, Cout) = cols W2^T + b,  W2 = weight viewed as (Cout, C*kH*kW)
 // When kernel == stride and padding == 0, cols is exactly patchify(x): one copy, no index math.
 // The output is returned as a (B, Cout, Ho, Wo) view of y_rows (channels-last memory), so that
-// flatten(2).transpose(1, 2) to (B, L, Cout) tokens needs no copy.
+// flatten(2).transpose(1, 2) to (B, L, Cout) tokens needs no copy. Under autocast the GEMM
+// reads bfloat16 (see ops/blas.h, gemm_operands).
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
@@ -164,7 +165,11 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, st
     PW_DISPATCH(x.dtype(), [&] { im2col<scalar_t>(x, g, cols.data<scalar_t>()); });
   }
   cols = make_view(cols, {g.B * g.L(), g.K()}, {g.K(), 1}, 0);
-  Tensor w2 = blas::dense(weight);
+  // Under autocast, cols and the weight (cast once per step) are read in bfloat16, and cols is
+  // saved for backward in bfloat16.
+  auto [cols_op, w_op] = blas::gemm_operands(cols, weight);
+  cols = cols_op;
+  Tensor w2 = blas::dense(w_op);
   w2 = make_view(w2, {Cout, g.K()}, {g.K(), 1}, w2.offset());
   Tensor y = blas::linear_rows(cols, w2, bias);  // (B*L, Cout)
   const Shape out_shape{g.B, Cout, g.Ho, g.Wo};

@@ -1,10 +1,14 @@
 // matmul and linear: every product is one cblas_{s,d}gemm call per matrix (or one for a whole
-// batch when the batch folds into the rows), with transposed views passed as BLAS flags.
+// batch when the batch folds into the rows), with transposed views passed as BLAS flags. Under
+// autocast the operands are bfloat16 and the products go to the bf16 GEMM engine (one call for
+// up to two batch dims), accumulating and returning float32.
 #include <omp.h>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
+#include "ops/gemm_bf16.h"
 #include "ops/nn.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
@@ -68,6 +72,52 @@ void matmul_kernel(const Tensor& a, const Tensor& b, const Tensor& out, const Sh
   }
 }
 
+// The engine's view of a BLAS layout: a NoTrans matrix is row-major with leading dimension ld;
+// a Trans one is the transpose of such a matrix, so its rows are adjacent elements.
+gemm::MatrixStrides strides_of(const Layout& l) {
+  return l.trans == CblasNoTrans ? gemm::MatrixStrides{0, 0, l.ld, 1}
+                                 : gemm::MatrixStrides{0, 0, 1, l.ld};
+}
+
+// matmul_kernel for bfloat16 operands and a float32 out: one engine call covers up to two
+// batch dims (broadcast ones with stride 0); deeper batches loop over the outer dims.
+void matmul_kernel_bf16(const Tensor& a, const Tensor& b, const Tensor& out, const Shape& batch) {
+  const auto ra = a.dim(), rb = b.dim();
+  gemm::GemmDesc d;
+  d.M = a.shape()[ra - 2], d.K = a.shape()[ra - 1], d.N = b.shape()[rb - 1];
+  d.a = strides_of(*layout_of(a));
+  d.b = strides_of(*layout_of(b));
+  d.c = {0, 0, d.N, 1};
+  // Batch strides of a and b over `batch` (0 where an operand is broadcast).
+  const auto nbd = static_cast<std::int64_t>(batch.size());
+  Shape sa(batch.size(), 0), sb(batch.size(), 0), sc = contiguous_strides(batch);
+  for (std::int64_t i = 0; i < nbd; ++i) {
+    const std::int64_t da = i - (nbd - (ra - 2)), db = i - (nbd - (rb - 2));
+    if (da >= 0 && a.shape()[da] != 1) sa[i] = a.strides()[da];
+    if (db >= 0 && b.shape()[db] != 1) sb[i] = b.strides()[db];
+    sc[i] *= d.M * d.N;
+  }
+  const std::int64_t inner = std::min<std::int64_t>(nbd, 2), outer_dims = nbd - inner;
+  if (inner >= 1) {
+    d.batch1 = batch[nbd - 1], d.a.batch1 = sa[nbd - 1], d.b.batch1 = sb[nbd - 1];
+    d.c.batch1 = sc[nbd - 1];
+  }
+  if (inner == 2) {
+    d.batch0 = batch[nbd - 2], d.a.batch0 = sa[nbd - 2], d.b.batch0 = sb[nbd - 2];
+    d.c.batch0 = sc[nbd - 2];
+  }
+  const std::int64_t n_outer = numel_of(Shape(batch.begin(), batch.begin() + outer_dims));
+  for (std::int64_t i = 0; i < n_outer; ++i) {
+    std::int64_t oa = 0, ob = 0, oc = 0;
+    for (std::int64_t dim = outer_dims - 1, r = i; dim >= 0; --dim) {
+      const std::int64_t c = r % batch[dim];
+      r /= batch[dim];
+      oa += c * sa[dim], ob += c * sb[dim], oc += c * sc[dim];
+    }
+    gemm::gemm_bf16(d, a.data<bfloat16>() + oa, b.data<bfloat16>() + ob, out.data<float>() + oc);
+  }
+}
+
 // Column sums of a contiguous (R, C) matrix, parallel over columns.
 template <typename T>
 void column_sum(const T* g, std::int64_t R, std::int64_t C, T* out) {
@@ -83,9 +133,20 @@ void column_sum(const T* g, std::int64_t R, std::int64_t C, T* out) {
 
 }  // namespace
 
+GemmOperands gemm_operands(const Tensor& a, const Tensor& b) {
+  if (Autocast::is_enabled() && a.dtype() == DType::Float32 && b.dtype() == DType::Float32)
+    return {autocast_bf16(a), autocast_bf16(b)};
+  return {a, b};
+}
+
 Tensor matmul_values(const Tensor& a_in, const Tensor& b_in) {
-  Tensor a = layout_of(a_in) ? a_in : copy_contiguous(a_in);
-  Tensor b = layout_of(b_in) ? b_in : copy_contiguous(b_in);
+  // One bfloat16 operand makes it a bf16 product: the other is rounded too.
+  const bool bf16 = a_in.dtype() == DType::BFloat16 || b_in.dtype() == DType::BFloat16;
+  auto prepare = [bf16](const Tensor& t) {
+    if (bf16 && t.dtype() != DType::BFloat16) return copy_contiguous(t, DType::BFloat16);
+    return layout_of(t) ? t : copy_contiguous(t);
+  };
+  Tensor a = prepare(a_in), b = prepare(b_in);
   const auto ra = a.dim(), rb = b.dim();
   const Shape batch = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2),
                                        Shape(b.shape().begin(), b.shape().end() - 2), "matmul");
@@ -100,9 +161,13 @@ Tensor matmul_values(const Tensor& a_in, const Tensor& b_in) {
     Tensor o = matmul_values(a2, b2);
     return make_view(o, out_shape, contiguous_strides(out_shape), 0);
   }
-  if (K == 0 || numel_of(out_shape) == 0) return zeros(out_shape, a.dtype());
-  Tensor out = empty(out_shape, a.dtype());
-  PW_DISPATCH(a.dtype(), [&] { matmul_kernel<scalar_t>(a, b, out, batch); });
+  const DType out_dtype = bf16 ? DType::Float32 : a.dtype();
+  if (K == 0 || numel_of(out_shape) == 0) return zeros(out_shape, out_dtype);
+  Tensor out = empty(out_shape, out_dtype);
+  if (bf16)
+    matmul_kernel_bf16(a, b, out, batch);
+  else
+    PW_DISPATCH(a.dtype(), [&] { matmul_kernel<scalar_t>(a, b, out, batch); });
   return out;
 }
 
@@ -113,7 +178,34 @@ Tensor rows_of(const Tensor& x) {
   return make_view(c, {R, in}, {in, 1}, c.offset());
 }
 
+namespace {
+
+// linear_rows for bfloat16 x and w: the bias is the GEMM's epilogue.
+Tensor linear_rows_bf16(const Tensor& x, const Tensor& w, const Tensor& b) {
+  const std::int64_t R = x.shape()[0], in = x.shape()[1], out_f = w.shape()[0];
+  PW_CHECK(w.dtype() == DType::BFloat16 && (!b.defined() || b.dtype() == DType::Float32),
+           "[linear] bfloat16 input needs a bfloat16 weight and a float32 bias, got {} and {}",
+           dtype_name(w.dtype()), b.defined() ? dtype_name(b.dtype()) : "none");
+  if (R == 0 || out_f == 0 || in == 0)  // nothing to multiply: the float32 path fills y
+    return linear_rows(copy_contiguous(x, DType::Float32), copy_contiguous(w, DType::Float32), b);
+  Tensor y = empty({R, out_f}, DType::Float32);
+  Tensor wv = layout_of(w) ? w : copy_contiguous(w);
+  Tensor bd = b.defined() ? dense(b) : Tensor();
+  gemm::GemmDesc d;
+  d.M = R, d.N = out_f, d.K = in;
+  d.a = strides_of(*layout_of(x));
+  d.b = strides_of(*layout_of(in, out_f, wv.strides()[1], wv.strides()[0]));  // w^T (in, out)
+  d.c = {0, 0, out_f, 1};
+  d.has_bias = b.defined();
+  gemm::gemm_bf16(d, x.data<bfloat16>(), wv.data<bfloat16>(), y.data<float>(),
+                  bd.defined() ? bd.data<float>() : nullptr);
+  return y;
+}
+
+}  // namespace
+
 Tensor linear_rows(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (x.dtype() == DType::BFloat16) return linear_rows_bf16(x, w, b);
   const std::int64_t R = x.shape()[0], in = x.shape()[1], out_f = w.shape()[0];
   Tensor y = empty({R, out_f}, x.dtype());
   PW_DISPATCH(x.dtype(), [&] {
@@ -150,8 +242,11 @@ LinearGrads linear_rows_backward(const Tensor& g_in, const Tensor& x, const Tens
   LinearGrads r;
   Tensor g = dense(g_in);
   const std::int64_t R = g.shape()[0], out_f = g.shape()[1];
-  if (need_dx) r.dx = matmul_values(g, w);              // (R, out) @ (out, in)
-  if (need_dw) r.dw = matmul_values(swap_last2(g), x);  // (out, R) @ (R, in), one GEMM
+  // bfloat16 operands: g is rounded once for both GEMMs; the column sums use it unrounded.
+  const Tensor gm =
+      x.dtype() == DType::BFloat16 && (need_dx || need_dw) ? copy_contiguous(g, x.dtype()) : g;
+  if (need_dx) r.dx = matmul_values(gm, w);              // (R, out) @ (out, in)
+  if (need_dw) r.dw = matmul_values(swap_last2(gm), x);  // (out, R) @ (R, in), one GEMM
   if (need_db) {
     r.db = empty({out_f}, g.dtype());
     PW_DISPATCH(g.dtype(),
@@ -165,13 +260,17 @@ LinearGrads linear_rows_backward(const Tensor& g_in, const Tensor& x, const Tens
 namespace {
 
 // The 2-D/batched product with autograd; both operands have at least 2 dims.
-Tensor matmul_nd(const Tensor& a, const Tensor& b) {
-  Tensor out = blas::matmul_values(a, b);
-  if (needs_grad({a, b}))
-    record("matmul", out, {a, b},
-           [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& g,
-                                                      const Node& n) -> std::vector<Tensor> {
+Tensor matmul_nd(const Tensor& a_in, const Tensor& b_in) {
+  const auto [a_op, b_op] = blas::gemm_operands(a_in, b_in);
+  Tensor out = blas::matmul_values(a_op, b_op);
+  if (needs_grad({a_in, b_in}))
+    record("matmul", out, {a_in, b_in},
+           [sa = SavedTensor(a_op), sb = SavedTensor(b_op)](const Tensor& g_in,
+                                                            const Node& n) -> std::vector<Tensor> {
              Tensor a = sa.get(), b = sb.get(), da, db;
+             // Under autocast the operands were bfloat16: round g once for both products.
+             const Tensor g =
+                 a.dtype() == DType::BFloat16 ? copy_contiguous(g_in, DType::BFloat16) : g_in;
              // dA = G B^T, dB = A^T G, each summed over the batch dims the operand was broadcast
              // on.
              if (n.needs_input_grad(0))
@@ -231,14 +330,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            shape_str(weight.shape()));
   PW_CHECK(x.dtype() == weight.dtype() && (!bias.defined() || bias.dtype() == x.dtype()),
            "[linear] dtype mismatch between input, weight and bias");
-  Tensor x2 = blas::rows_of(x);
-  Tensor y2 = blas::linear_rows(x2, weight, bias);
+  const auto [x2, w] = blas::gemm_operands(blas::rows_of(x), weight);
+  Tensor y2 = blas::linear_rows(x2, w, bias);
   Shape out_shape = x.shape();
   out_shape.back() = weight.shape()[0];
   Tensor out = make_view(y2, out_shape, contiguous_strides(out_shape), 0);
   if (needs_grad({x, weight, bias}))
     record("linear", out, {x, weight, bias},
-           [sx = SavedTensor(x2), sw = SavedTensor(weight), x_shape = x.shape()](
+           [sx = SavedTensor(x2), sw = SavedTensor(w), x_shape = x.shape()](
                const Tensor& g, const Node& n) -> std::vector<Tensor> {
              Tensor w = sw.get();
              Tensor g2 = blas::rows_of(g);

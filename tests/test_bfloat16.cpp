@@ -88,8 +88,8 @@ TEST_CASE("bfloat16 tensors: creation, copies, element access and printing", "[b
   CHECK(b.dtype() == DType::BFloat16);
   CHECK(dtype_size(b.dtype()) == 2);
   CHECK(b.at({0, 1}) == 3.140625);
-  CHECK(b.to_vector() == std::vector<float>{1.0f, 3.140625f, static_cast<float>(bfloat16(-1e-3f)),
-                                            65536.0f});
+  CHECK(b.to_vector() ==
+        std::vector<float>{1.0f, 3.140625f, static_cast<float>(bfloat16(-1e-3f)), 65536.0f});
   // A strided (transposed) bfloat16 view copies back to float32 element by element.
   Tensor bt = make_view(b, {2, 2}, {1, 2}, 0);
   CHECK(copy_contiguous(bt, DType::Float32).to_vector() ==
@@ -120,7 +120,8 @@ TEST_CASE("to() casts, and its backward casts the gradient back", "[bf16]") {
   CHECK(d.grad().item() == 1.0);
 }
 
-TEST_CASE("safetensors writes BF16 and reads it back as bfloat16, bit for bit", "[bf16][safetensors]") {
+TEST_CASE("safetensors writes BF16 and reads it back as bfloat16, bit for bit",
+          "[bf16][safetensors]") {
   Tensor x = copy_contiguous(tensor({1.0, -3.14159274, 1e30, -0.0}, {2, 2}), DType::BFloat16);
   const auto bytes = serialize_safetensors({{"w", x}});
   SafetensorsFile f = parse_safetensors(bytes, "bf16.safetensors");

@@ -7,10 +7,13 @@
 #include <chrono>
 
 #include "apps/commands/command.h"
+#include "apps/precision.h"
 #include "apps/train/trainer.h"
 #include "core/allocator.h"
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "models/vit.h"
+#include "ops/gemm_bf16.h"
 #include "ops/nn.h"
 #include "optim/adam.h"
 
@@ -42,8 +45,28 @@ double sgemm_gflops(std::int64_t n, int reps) {
   return 2.0 * static_cast<double>(n * n * n) / best / 1e9;
 }
 
+double bf16_gemm_gflops(std::int64_t n, int reps) {
+  Generator g(0);
+  Tensor a = copy_contiguous(randn({n, n}, g), DType::BFloat16);
+  Tensor b = copy_contiguous(randn({n, n}, g), DType::BFloat16);
+  Tensor c = empty({n, n});
+  gemm::GemmDesc d;
+  d.M = d.N = d.K = n;
+  d.a = d.b = d.c = {0, 0, n, 1};
+  double best = 1e30;
+  for (int r = 0; r < reps + 1; ++r) {
+    const auto t = Clock::now();
+    gemm::gemm_bf16(d, a.data<bfloat16>(), b.data<bfloat16>(), c.data<float>());
+    const double s = std::chrono::duration<double>(Clock::now() - t).count();
+    if (r > 0) best = std::min(best, s);  // the first call creates the primitive
+  }
+  return 2.0 * static_cast<double>(n * n * n) / best / 1e9;
+}
+
 nlohmann::ordered_json run_bench(const BenchOptions& o) {
   set_compute_threads(o.threads);
+  const PrecisionChoice precision = resolve_precision(o.precision);
+  if (!o.json) fmt::print("{}\n", describe(precision));
   models::ViTConfig cfg = models::apply_overrides(models::vit_preset(o.preset), o.model);
   Generator gen(0);
   models::VisionTransformer model(cfg, gen);
@@ -57,7 +80,11 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
   Tensor y = from_vector(labels, {o.batch_size});
 
   auto train_step = [&] {
-    Tensor loss = cross_entropy(model.forward(x), y, Reduction::Mean, 0.1);
+    Tensor loss;
+    {
+      AutocastGuard autocast(precision.bf16());
+      loss = cross_entropy(model.forward(x), y, Reduction::Mean, 0.1);
+    }
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -72,6 +99,7 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
   double infer_s = 0;
   {
     NoGradGuard no_grad;
+    AutocastGuard autocast(precision.bf16());
     for (std::int64_t i = 0; i < o.warmup; ++i) model.forward(x);
     t = Clock::now();
     for (std::int64_t i = 0; i < o.steps; ++i) model.forward(x);
@@ -80,12 +108,14 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
   const double images = static_cast<double>(o.batch_size * o.steps);
   const double flops = model.forward_flops();
   const double sgemm = sgemm_gflops();
+  const double bf16_gemm = bf16_gemm_gflops();
   const double train_ips = images / train_s, infer_ips = images / infer_s;
   // A training step costs three forward passes: the forward and the two GEMMs per GEMM of backward.
   const double train_gflops = 3 * flops * train_ips / 1e9;
   nlohmann::ordered_json r{
       {"system", "patchwork"},
       {"preset", o.preset},
+      {"precision", precision.precision},
       {"parameters", model.num_parameters()},
       {"batch_size", o.batch_size},
       {"threads", omp_get_max_threads()},
@@ -96,6 +126,9 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
       {"infer_gflops", flops * infer_ips / 1e9},
       {"sgemm_gflops", sgemm},
       {"train_fraction_of_sgemm", train_gflops / sgemm},
+      {"bf16_gemm_gflops", bf16_gemm},
+      {"bf16_gemm_implementation", gemm::gemm_bf16_implementation()},
+      {"train_fraction_of_bf16_gemm", train_gflops / bf16_gemm},
       {"peak_rss_mb", peak_rss_mb()},
       {"allocator_peak_mb", static_cast<double>(allocator_stats().peak_bytes_in_use) / 1048576.0}};
   if (o.json) {
@@ -119,6 +152,7 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--steps", o->steps, "Timed steps")->check(CLI::PositiveNumber);
   sub->add_option("--warmup", o->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
+  add_precision_flag(*sub, o->precision);
   sub->add_flag("--json", o->json, "One JSON line instead of a table");
   when_chosen(*sub, [o] {
     run_bench(*o);

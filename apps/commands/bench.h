@@ -1,5 +1,5 @@
 // `vit bench`: training-step and inference throughput of a preset on random data, against the
-// OpenBLAS sgemm rate measured in the same process.
+// OpenBLAS sgemm rate and the bf16 GEMM engine's rate, both measured in the same process.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <cstdint>
@@ -16,6 +16,7 @@ struct BenchOptions {
   std::int64_t threads = 0;
   std::int64_t steps = 10;
   std::int64_t warmup = 2;
+  std::string precision = "auto";  // apps/precision.h
   bool json = false;
 };
 
@@ -27,5 +28,7 @@ void add_bench_command(CLI::App& app);
 
 // GFLOP/s of cblas_sgemm on an n x n x n problem (best of `reps`).
 double sgemm_gflops(std::int64_t n = 1024, int reps = 5);
+// GFLOP/s of the bf16 GEMM engine (ops/gemm_bf16.h) on the same problem.
+double bf16_gemm_gflops(std::int64_t n = 1024, int reps = 5);
 
 }  // namespace pw::app

@@ -5,6 +5,7 @@
 #include "apps/commands/command.h"
 #include "apps/data/locate.h"
 #include "apps/evaluate.h"
+#include "apps/precision.h"
 #include "apps/train/trainer.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
@@ -21,7 +22,8 @@ EvalReport run_eval(const EvalOptions& o) {
       o.data.empty() ? std::nullopt : std::optional<std::filesystem::path>(o.data)));
   const data::Dataset test =
       data::read_cifar10(where.path, data::Split::Test, o.limit_test > 0 ? o.limit_test : -1);
-  const SplitPredictions pred = predict_split(*model, test, o.batch_size);
+  const PrecisionChoice precision = resolve_precision(o.precision);
+  const SplitPredictions pred = predict_split(*model, test, o.batch_size, 1, precision.bf16());
 
   const auto C = static_cast<std::size_t>(loaded.info.config.num_classes);
   EvalReport r;
@@ -49,8 +51,8 @@ EvalReport run_eval(const EvalOptions& o) {
 
   const auto& names = loaded.info.classes;
   auto name = [&](std::size_t c) { return c < names.size() ? names[c] : std::to_string(c); };
-  fmt::print("test accuracy: {:.2f}% ({} / {} images, {})\n\nper-class accuracy:\n",
-             100 * r.accuracy, correct, seen, o.weights);
+  fmt::print("test accuracy: {:.2f}% ({} / {} images, {})\n{}\n\nper-class accuracy:\n",
+             100 * r.accuracy, correct, seen, o.weights, describe(precision));
   for (std::size_t c = 0; c < C; ++c)
     fmt::print("  {:>12} {:6.2f}%\n", name(c), 100 * r.per_class_accuracy[c]);
   fmt::print("\nconfusion matrix (rows: true class, columns: predicted):\n{:>12}", "");
@@ -79,6 +81,7 @@ void add_eval_command(CLI::App& app) {
   sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::PositiveNumber);
   sub->add_option("--threads", o->threads, "Compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_precision_flag(*sub, o->precision);
   sub->add_option("--save-logits", o->save_logits,
                   "Write the logits and labels to this .safetensors file");
   when_chosen(*sub, [o] {

@@ -13,6 +13,7 @@ struct EvalOptions {
   std::int64_t limit_test = 0;
   std::int64_t batch_size = 256;
   std::int64_t threads = 0;
+  std::string precision = "auto";  // apps/precision.h
   std::string save_logits;
   bool json = false;
 };

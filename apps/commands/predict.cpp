@@ -9,6 +9,8 @@
 
 #include "apps/commands/command.h"
 #include "apps/image.h"
+#include "apps/precision.h"
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/error.h"
 
@@ -74,20 +76,26 @@ struct PredictOptions {
   std::string weights;
   std::vector<std::string> images;
   std::int64_t top = 5;
+  std::string precision = "auto";  // apps/precision.h
   bool json = false;
 };
 
 void run_predict(const PredictOptions& o) {
   const LoadedModel loaded = load_model_file(o.weights);
   auto model = build_model(loaded);
+  const PrecisionChoice precision = resolve_precision(o.precision);
   // Every image is read before anything is printed, so a bad file fails the whole command.
   std::vector<ImagePrediction> predictions;
-  for (const auto& path : o.images)
-    predictions.push_back(predict_image(*model, loaded.info, path, o.top));
+  {
+    AutocastGuard autocast(precision.bf16());  // the weights are cast once for all images
+    for (const auto& path : o.images)
+      predictions.push_back(predict_image(*model, loaded.info, path, o.top));
+  }
   if (o.json) {
     fmt::print("{}\n", predictions_json(predictions).dump(2));
     return;
   }
+  fmt::print("{}\n\n", describe(precision));
   for (std::size_t i = 0; i < predictions.size(); ++i) {
     if (i > 0) fmt::print("\n");
     fmt::print("{}\n", predictions[i].image);
@@ -109,6 +117,7 @@ void add_predict_command(CLI::App& app) {
   sub->add_option("images", o->images, "Image files")->required();
   sub->add_option("--top", o->top, "How many classes to show per image")
       ->check(CLI::Range(1, 1000));
+  add_precision_flag(*sub, o->precision);
   sub->add_flag("--json", o->json, "Print JSON instead of text");
   when_chosen(*sub, [o] {
     run_predict(*o);

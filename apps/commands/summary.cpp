@@ -195,9 +195,8 @@ void add_summary_command(CLI::App& app) {
   sub->option_defaults()->always_capture_default();
   auto* preset = sub->add_option("--preset", o->preset, "Model preset")
                      ->check(CLI::IsMember(models::vit_preset_names()));
-  auto* model =
-      sub->add_option("--model", o->model,
-                      "Override a model config field, key=value (e.g. depth=4); repeatable");
+  auto* model = sub->add_option(
+      "--model", o->model, "Override a model config field, key=value (e.g. depth=4); repeatable");
   sub->add_option("--weights", o->weights,
                   "Describe the model of this weights file or checkpoint instead")
       ->excludes(preset)

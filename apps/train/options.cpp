@@ -1,5 +1,7 @@
 #include "apps/train/options.h"
 
+#include "apps/precision.h"
+
 namespace pw::app {
 
 void add_train_flags(CLI::App& app, TrainOptions& o) {
@@ -63,6 +65,7 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
                  "Random seed (initialisation, data order, augmentation, dropout)");
   app.add_option("--threads", o.threads, "Compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_precision_flag(app, o.precision);
   app.add_option("--output", o.output, "Folder that receives the run folder");
   app.add_option("--name", o.name, "Run folder name (default: <preset>-<date>-<time>)");
   app.add_option("--resume", o.resume, "Resume from a run folder or checkpoint file");

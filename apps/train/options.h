@@ -47,6 +47,8 @@ struct TrainOptions {
   // run
   std::uint64_t seed = 42;
   std::int64_t threads = 0;
+  // "auto", "fp32" or "bf16" (apps/precision.h); the run resolves auto and saves what it used.
+  std::string precision = "auto";
   std::string output = "runs";
   std::string name;
   std::string resume;
@@ -58,14 +60,12 @@ struct TrainOptions {
 };
 
 // args.json: every field under its own name (flags are the names with '-' for '_').
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, model, dropout, drop_path, epochs,
-                                                batch_size, opt, lr, min_lr, weight_decay, momentum, sched,
-                                                warmup_epochs, warmup_lr, decay_milestones, decay_rate,
-                                                decay_epochs, patience_epochs, smoothing, clip_grad, augment,
-                                                randaugment_n, randaugment_m, mixup, cutmix, cutout, data,
-                                                limit_train, limit_test, no_shuffle, workers, seed, threads,
-                                                output, name, resume, init, eval_every, log_every, progress,
-                                                stop_after_steps)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    TrainOptions, preset, model, dropout, drop_path, epochs, batch_size, opt, lr, min_lr,
+    weight_decay, momentum, sched, warmup_epochs, warmup_lr, decay_milestones, decay_rate,
+    decay_epochs, patience_epochs, smoothing, clip_grad, augment, randaugment_n, randaugment_m,
+    mixup, cutmix, cutout, data, limit_train, limit_test, no_shuffle, workers, seed, threads,
+    precision, output, name, resume, init, eval_every, log_every, progress, stop_after_steps)
 
 // Declares every flag of `vit train` on `app` with its default in the help text.
 void add_train_flags(CLI::App& app, TrainOptions& o);

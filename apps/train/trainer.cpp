@@ -13,8 +13,10 @@
 #include "apps/data/loader.h"
 #include "apps/data/locate.h"
 #include "apps/evaluate.h"
+#include "apps/precision.h"
 #include "apps/train/progress.h"
 #include "apps/weights.h"
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/file_io.h"
 #include "ops/nn.h"
@@ -253,6 +255,10 @@ TrainResult train(TrainOptions o) {
   } restore{prev_int, prev_term};
 
   Progress progress(stdout, o.progress, o.log_every);
+  // auto is resolved once, and the run saves (args.json, checkpoints) what it resolved to, so
+  // that --resume keeps the precision even on another machine.
+  const PrecisionChoice precision = resolve_precision(o.precision);
+  o.precision = precision.precision;
 
   // ---- data ----
   const auto where = data::locate_cifar10(data::default_locate_options(
@@ -306,6 +312,8 @@ TrainResult train(TrainOptions o) {
   const fs::path best_path = run_dir / "checkpoint-best.safetensors";
   progress.message(fmt::format("model: ViT {} ({} parameters), run folder {}", o.preset,
                                model.num_parameters(), run_dir.string()));
+  progress.message(describe(precision));
+  state.precision = precision.precision;
 
   auto save_last = [&] {
     state.rng = default_generator().state();
@@ -330,11 +338,16 @@ TrainResult train(TrainOptions o) {
       const auto n = static_cast<std::int64_t>(batch->labels.size());
       wait += batch->wait_seconds;
       const double lr = optimizer->param_groups()[0].lr;
-      Tensor logits = model.forward(batch->images);
-      Tensor loss =
-          batch->soft_targets.defined()
-              ? cross_entropy_soft(logits, batch->soft_targets)
-              : cross_entropy(logits, labels_tensor(batch->labels), Reduction::Mean, o.smoothing);
+      Tensor logits, loss;
+      {
+        // The forward pass under autocast: each weight is cast to bf16 once per step, and
+        // backward (outside the guard) uses the casts the forward saved.
+        AutocastGuard autocast(precision.bf16());
+        logits = model.forward(batch->images);
+        loss = batch->soft_targets.defined() ? cross_entropy_soft(logits, batch->soft_targets)
+                                             : cross_entropy(logits, labels_tensor(batch->labels),
+                                                             Reduction::Mean, o.smoothing);
+      }
       const double loss_value = loss.item();
       if (!std::isfinite(loss_value))
         fail("[train] the loss is {} at epoch {} step {}; stopping. The last good checkpoint is {}",
@@ -404,8 +417,8 @@ TrainResult train(TrainOptions o) {
     const bool last_epoch = state.epoch + 1 == o.epochs;
     bool is_best = false;
     if ((state.epoch + 1) % o.eval_every == 0 || last_epoch) {
-      const SplitPredictions ev =
-          predict_split(model, cifar.test, o.batch_size, static_cast<int>(o.workers));
+      const SplitPredictions ev = predict_split(model, cifar.test, o.batch_size,
+                                                static_cast<int>(o.workers), precision.bf16());
       const double accuracy = ev.accuracy();
       epoch_metrics["test_loss"] = ev.loss;
       epoch_metrics["test_accuracy"] = accuracy;
