@@ -164,8 +164,8 @@ def compare_logits(args):
                       "pytorch_accuracy": acc}))
 
 
-def sgemm_gflops(n=1024, reps=10):
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def sgemm_gflops(n=1024, reps=10, dtype=torch.float32):
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     t = time.perf_counter()
     for _ in range(reps):
@@ -230,6 +230,7 @@ def bench(args):
         "infer_gflops": flops * infer_ips / 1e9,
         "sgemm_gflops": sgemm,
         "train_fraction_of_sgemm": train_gflops / sgemm,
+        "bf16_gemm_gflops": sgemm_gflops(dtype=torch.bfloat16) if args.precision == "bf16" else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(json.dumps(result) if args.json else "\n".join(f"{k:>26}: {v}" for k, v in result.items()))

@@ -12,7 +12,8 @@
 // that the usual transpose(1, 2).reshape(B, N, H*D) that follows is free.
 // OpenBLAS built for OpenMP runs one thread when called inside a parallel region, so the
 // per-pair GEMMs do not oversubscribe the cores.
-// Under autocast (core/autocast.h) q, k, v are read in bfloat16 and each of the products is one
+// Under autocast (core/autocast.h) q, k, v are read in bfloat16 (and the output is bfloat16, as
+// PyTorch's), and each of the products is one
 // batched bf16 GEMM over all B*H pairs (ops/gemm_bf16.h); the softmax and its gradient run in
 // float32 on rows of S between them and write the bfloat16 operand of the next product.
 // Saved for backward in bfloat16: q, k, v and the probabilities P (which the forward's second
@@ -228,7 +229,8 @@ gemm::GemmDesc batched(std::int64_t B, std::int64_t H, std::int64_t M, std::int6
 }
 
 // P (B, H, Nq, Nk) = softmax(scale q k^T + mask) in bfloat16, and O = dropout(P) v into `out`
-// (float32). `probs` is P, kept for backward or returned.
+// (bfloat16, rounded once from the float32 accumulation). `probs` is P, kept for backward or
+// returned.
 void attention_forward_bf16(const Operand& q, const Operand& k, const Operand& v,
                             const MaskView* mask, const DropoutMask* drop, float scale,
                             const Tensor& probs, const Tensor& out) {
@@ -275,9 +277,10 @@ void attention_forward_bf16(const Operand& q, const Operand& k, const Operand& v
           }
         }
       });
-  gemm::gemm_bf16(
-      batched(B, H, Nq, Dv, Nk, dense_strides(H, Nq, Nk), bf16_strides(v), view_strides(out)), pd,
-      v.t.data<bfloat16>(), out.data<float>());
+  gemm::GemmDesc pv =
+      batched(B, H, Nq, Dv, Nk, dense_strides(H, Nq, Nk), bf16_strides(v), view_strides(out));
+  pv.c_bf16 = true;
+  gemm::gemm_bf16(pv, pd, v.t.data<bfloat16>(), out.data<bfloat16>());
 }
 
 // The backward of attention_forward_bf16 from the saved bfloat16 q, k, v and P: dO and dS are
@@ -407,7 +410,9 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
 
   const Operand q = operand(q_in), k = operand(k_in), v = operand(v_in);
   const bool grad = needs_grad(inputs);
-  Tensor out = empty_bnhd(B, H, Nq, Dv, dt);
+  // Under autocast the output is bfloat16 (as PyTorch's): the projection that follows reads it
+  // without a cast.
+  Tensor out = empty_bnhd(B, H, Nq, Dv, bf16 ? DType::BFloat16 : dt);
   Tensor probs;
   if (bf16) {
     probs = empty({B, H, Nq, Nk}, DType::BFloat16);
@@ -490,21 +495,29 @@ AttentionResult scaled_dot_product_attention_packed(const Tensor& qkv, std::int6
   PW_CHECK(qkv.dim() == 3 && heads > 0 && qkv.shape()[2] % (3 * heads) == 0,
            "[scaled_dot_product_attention_packed] expected qkv (B, N, 3*H*Dh) with H = {}, got {}",
            heads, shape_str(qkv.shape()));
-  // Under autocast the projection is cast to bfloat16 once, and q, k, v are views of the copy.
-  const Tensor x = Autocast::is_enabled() && qkv.dtype() == DType::Float32
-                       ? autocast_bf16(qkv)
-                       : (qkv.is_contiguous() ? qkv : copy_contiguous(qkv));
+  const Tensor x = qkv.is_contiguous() ? qkv : copy_contiguous(qkv);
   const std::int64_t B = x.shape()[0], N = x.shape()[1], W = x.shape()[2], H = heads,
                      Dh = W / (3 * H);
   // q, k and v as (B, H, N, Dh) views of the packed rows: no copies, not recorded.
   auto part = [B, N, W, H, Dh](const Tensor& t, std::int64_t i) {
     return make_view(t, {B, H, N, Dh}, {N * W, Dh, W, 1}, t.offset() + i * H * Dh);
   };
-  return attention(part(x, 0), part(x, 1), part(x, 2), mask, mask_is_bool, dropout_p, scale,
+  std::array<Tensor, 3> qkv_parts{part(x, 0), part(x, 1), part(x, 2)};
+  if (Autocast::is_enabled() && x.dtype() == DType::Float32) {
+    // One cast into (3, B, N, H*Dh) bfloat16: q, k and v each dense (B, N, H, Dh) memory, which
+    // the engine's fast kernels read as (B, H, N, Dh) in place (packed rows would need copies).
+    const std::int64_t HD = H * Dh;
+    Tensor xb = empty({3, B, N, HD}, DType::BFloat16);
+    copy_into(make_view(xb, {B, N, 3, HD}, {N * HD, HD, B * N * HD, 1}, 0),
+              make_view(x, {B, N, 3, HD}, {N * W, W, HD, 1}, x.offset()));
+    for (std::int64_t i = 0; i < 3; ++i)
+      qkv_parts[i] = make_view(xb, {B, H, N, Dh}, {N * HD, Dh, HD, 1}, i * B * N * HD);
+  }
+  return attention(qkv_parts[0], qkv_parts[1], qkv_parts[2], mask, mask_is_bool, dropout_p, scale,
                    return_probs, gen, {qkv},
-                   [part, shape = qkv.shape()](const Node&, std::int64_t, std::int64_t,
-                                               std::int64_t, std::int64_t, std::int64_t,
-                                               std::int64_t, DType dt) -> GradBuffers {
+                   [part, shape = x.shape()](const Node&, std::int64_t, std::int64_t,
+                                             std::int64_t, std::int64_t, std::int64_t,
+                                             std::int64_t, DType dt) -> GradBuffers {
                      // The three gradients land in one buffer laid out like the input.
                      Tensor dqkv = empty(shape, dt);
                      return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};

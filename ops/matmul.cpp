@@ -4,6 +4,8 @@
 // up to two batch dims), accumulating and returning float32.
 #include <omp.h>
 
+#include <type_traits>
+
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/parallel.h"
@@ -118,15 +120,20 @@ void matmul_kernel_bf16(const Tensor& a, const Tensor& b, const Tensor& out, con
   }
 }
 
-// Column sums of a contiguous (R, C) matrix, parallel over columns.
+// Column sums of a contiguous (R, C) matrix, parallel over columns; when `rounded` is given, the
+// same pass also writes g rounded to bfloat16 there (the operand of the bf16 backward GEMMs).
 template <typename T>
-void column_sum(const T* g, std::int64_t R, std::int64_t C, T* out) {
+void column_sum(const T* g, std::int64_t R, std::int64_t C, T* out, bfloat16* rounded = nullptr) {
   const std::int64_t grain = R * C >= kParallelGrain ? 16 : C + 1;
   parallel_for(C, grain, [&](std::int64_t c0, std::int64_t c1) {
     for (std::int64_t c = c0; c < c1; ++c) out[c] = T(0);
     for (std::int64_t r = 0; r < R; ++r) {
       const T* row = g + r * C;
       for (std::int64_t c = c0; c < c1; ++c) out[c] += row[c];
+      if constexpr (std::is_same_v<T, float>)
+        if (rounded)
+          for (std::int64_t c = c0; c < c1; ++c)
+            rounded[r * C + c].bits = bfloat16::from_float_bits(row[c]);
     }
   });
 }
@@ -134,8 +141,12 @@ void column_sum(const T* g, std::int64_t R, std::int64_t C, T* out) {
 }  // namespace
 
 GemmOperands gemm_operands(const Tensor& a, const Tensor& b) {
-  if (Autocast::is_enabled() && a.dtype() == DType::Float32 && b.dtype() == DType::Float32)
-    return {autocast_bf16(a), autocast_bf16(b)};
+  // Under autocast each float32 operand is cast (weights through the cache); an operand that is
+  // bfloat16 already (an attention output, say) is read as it is.
+  auto cast = [](const Tensor& t) { return t.dtype() == DType::Float32 ? autocast_bf16(t) : t; };
+  const bool mixed = (a.dtype() == DType::Float32 || a.dtype() == DType::BFloat16) &&
+                     (b.dtype() == DType::Float32 || b.dtype() == DType::BFloat16);
+  if (Autocast::is_enabled() && mixed) return {cast(a), cast(b)};
   return {a, b};
 }
 
@@ -242,16 +253,21 @@ LinearGrads linear_rows_backward(const Tensor& g_in, const Tensor& x, const Tens
   LinearGrads r;
   Tensor g = dense(g_in);
   const std::int64_t R = g.shape()[0], out_f = g.shape()[1];
-  // bfloat16 operands: g is rounded once for both GEMMs; the column sums use it unrounded.
-  const Tensor gm =
-      x.dtype() == DType::BFloat16 && (need_dx || need_dw) ? copy_contiguous(g, x.dtype()) : g;
-  if (need_dx) r.dx = matmul_values(gm, w);              // (R, out) @ (out, in)
-  if (need_dw) r.dw = matmul_values(swap_last2(gm), x);  // (out, R) @ (R, in), one GEMM
+  // bfloat16 operands: g is rounded once for both GEMMs, in the same pass as the bias
+  // gradient's column sums (which add g unrounded).
+  const bool round = x.dtype() == DType::BFloat16 && (need_dx || need_dw);
+  Tensor gm = round ? empty(g.shape(), DType::BFloat16) : g;
   if (need_db) {
     r.db = empty({out_f}, g.dtype());
-    PW_DISPATCH(g.dtype(),
-                [&] { column_sum(g.data<scalar_t>(), R, out_f, r.db.data<scalar_t>()); });
+    PW_DISPATCH(g.dtype(), [&] {
+      column_sum(g.data<scalar_t>(), R, out_f, r.db.data<scalar_t>(),
+                 round ? gm.data<bfloat16>() : nullptr);
+    });
+  } else if (round) {
+    copy_into(gm, g);
   }
+  if (need_dx) r.dx = matmul_values(gm, w);              // (R, out) @ (out, in)
+  if (need_dw) r.dw = matmul_values(swap_last2(gm), x);  // (out, R) @ (R, in), one GEMM
   return r;
 }
 
@@ -295,8 +311,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   PW_CHECK(a.dim() >= 1 && b.dim() >= 1,
            "[matmul] both arguments need at least 1 dim, got {} and {}", shape_str(a.shape()),
            shape_str(b.shape()));
-  PW_CHECK(a.dtype() == b.dtype(), "[matmul] dtype mismatch: {} and {}", dtype_name(a.dtype()),
-           dtype_name(b.dtype()));
+  auto autocast_dtype = [](DType t) { return t == DType::Float32 || t == DType::BFloat16; };
+  PW_CHECK(a.dtype() == b.dtype() ||
+               (Autocast::is_enabled() && autocast_dtype(a.dtype()) && autocast_dtype(b.dtype())),
+           "[matmul] dtype mismatch: {} and {}", dtype_name(a.dtype()), dtype_name(b.dtype()));
   const std::int64_t ka = a.shape().back(),
                      kb = b.dim() == 1 ? b.shape()[0] : b.shape()[b.dim() - 2];
   PW_CHECK(ka == kb, "[matmul] cannot multiply {} by {}", shape_str(a.shape()),
@@ -328,8 +346,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   PW_CHECK(!bias.defined() || (bias.dim() == 1 && bias.shape()[0] == weight.shape()[0]),
            "[linear] bias {} does not match weight {}", shape_str(bias.shape()),
            shape_str(weight.shape()));
-  PW_CHECK(x.dtype() == weight.dtype() && (!bias.defined() || bias.dtype() == x.dtype()),
-           "[linear] dtype mismatch between input, weight and bias");
+  // Under autocast a bfloat16 input (an attention output) meets float32 parameters.
+  const bool autocast_input = Autocast::is_enabled() && x.dtype() == DType::BFloat16;
+  PW_CHECK((x.dtype() == weight.dtype() || autocast_input) &&
+               (!bias.defined() || bias.dtype() == weight.dtype()),
+           "[linear] dtype mismatch between input {}, weight {} and bias {}", dtype_name(x.dtype()),
+           dtype_name(weight.dtype()), bias.defined() ? dtype_name(bias.dtype()) : "none");
   const auto [x2, w] = blas::gemm_operands(blas::rows_of(x), weight);
   Tensor y2 = blas::linear_rows(x2, w, bias);
   Shape out_shape = x.shape();
