@@ -1,13 +1,16 @@
 // Forward and backward of the nn ops at the shapes of the `lite` ViT (B 128, N 65 tokens,
 // D 256, H 4 heads of Dh 64, MLP 512, C 10 classes, 4x4 patches of 32x32 images). Backward is
 // timed by calling the recorded node's apply() directly, so it excludes the forward and the
-// engine. Counters: GFLOP/s for GEMM-bound ops, GB/s (bytes read + written) for the others.
+// engine. Counters: GFLOP/s for GEMM-bound ops; GB/s (bytes read + written) and its fraction
+// of the STREAM copy bandwidth for the memory-bound ones.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
 #include <cmath>
 
+#include "bench/memory_bandwidth.h"
 #include "core/autograd.h"
+#include "ops/elementwise.h"
 #include "ops/nn.h"
 #include "ops/shape.h"
 
@@ -88,53 +91,84 @@ void BM_linear_bwd(benchmark::State& state) {
 }
 BENCHMARK(BM_linear_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// ---- softmax over the attention rows (B*H*N, N) ----
-void BM_softmax_fwd(benchmark::State& state) {
-  Tensor x = randn_f({kB, kH, kN, kN}, 1);
-  for (auto _ : state) benchmark::DoNotOptimize(softmax(x, -1));
-  set_gbps(state, 2.0 * 4 * x.numel());
+// ---- memory-bound ops at the ViT shapes: R = B*N = 8320 token rows of width D ----
+// Arguments: D in {128, 256, 384} (the presets' widths) at R rows, and D = 256 at 512 rows,
+// whose operands stay in L2 (2 MiB per core here), to separate the kernels' own speed from the
+// memory's. Counters:
+// GB/s of each input read once and each output written once, and "of_copy", that rate over
+// the STREAM copy bandwidth of bench_memory.cpp measured in the same process.
+constexpr std::int64_t kRows = kB * kN;
+
+void row_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"D", "rows"});
+  for (std::int64_t d : {128, 256, 384}) b->Args({d, kRows});
+  b->Args({256, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
-BENCHMARK(BM_softmax_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Attention probabilities (B*H, N, N) for B = 128 images, and B = 8 (0.5 MiB, in L2).
+void attention_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgName("B")->Arg(kB)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+// ---- softmax over the attention rows (B*H, N, N) ----
+void BM_softmax_fwd(benchmark::State& state) {
+  Tensor x = randn_f({state.range(0) * kH, kN, kN}, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(softmax(x, -1));
+  bench::set_memory_counters(state, 2.0 * 4 * x.numel());  // x -> y
+}
+BENCHMARK(BM_softmax_fwd)->Apply(attention_shapes);
 
 void BM_softmax_bwd(benchmark::State& state) {
-  Tensor x = randn_f({kB, kH, kN, kN}, 1, true);
+  Tensor x = randn_f({state.range(0) * kH, kN, kN}, 1, true);
   Tensor y = softmax(x, -1);
   time_backward(state, y, randn_f(y.shape(), 2));
-  set_gbps(state, 3.0 * 4 * x.numel());
+  bench::set_memory_counters(state, 3.0 * 4 * x.numel());  // g, y -> dx
 }
-BENCHMARK(BM_softmax_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_softmax_bwd)->Apply(attention_shapes);
 
-// ---- layer_norm over D for B*N rows ----
+// ---- layer_norm over D for R rows, with weight and bias ----
 void BM_layer_norm_fwd(benchmark::State& state) {
-  Tensor x = randn_f({kB, kN, kD}, 1), w = randn_f({kD}, 2), b = randn_f({kD}, 3);
-  for (auto _ : state) benchmark::DoNotOptimize(layer_norm(x, {kD}, w, b));
-  set_gbps(state, 2.0 * 4 * x.numel());
+  const std::int64_t D = state.range(0), R = state.range(1);
+  Tensor x = randn_f({R, D}, 1), w = randn_f({D}, 2), b = randn_f({D}, 3);
+  for (auto _ : state) benchmark::DoNotOptimize(layer_norm(x, {D}, w, b));
+  bench::set_memory_counters(state, 4.0 * (2 * R * D + 2 * D + 2 * R));  // x, w, b -> y, mean, rstd
 }
-BENCHMARK(BM_layer_norm_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_layer_norm_fwd)->Apply(row_shapes);
 
 void BM_layer_norm_bwd(benchmark::State& state) {
-  Tensor x = randn_f({kB, kN, kD}, 1, true), w = randn_f({kD}, 2, true), b = randn_f({kD}, 3, true);
-  Tensor y = layer_norm(x, {kD}, w, b);
+  const std::int64_t D = state.range(0), R = state.range(1);
+  Tensor x = randn_f({R, D}, 1, true), w = randn_f({D}, 2, true), b = randn_f({D}, 3, true);
+  Tensor y = layer_norm(x, {D}, w, b);
   time_backward(state, y, randn_f(y.shape(), 4));
-  set_gbps(state, 3.0 * 4 * x.numel());
+  // g, x, w, mean, rstd -> dx, dw, db
+  bench::set_memory_counters(state, 4.0 * (3 * R * D + 3 * D + 2 * R));
 }
-BENCHMARK(BM_layer_norm_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_layer_norm_bwd)->Apply(row_shapes);
 
-// ---- gelu on the MLP hidden layer (B, N, 512) ----
+// ---- gelu (exact) on the MLP hidden layer (R, 2D) ----
 void BM_gelu_fwd(benchmark::State& state) {
-  Tensor x = randn_f({kB, kN, kMlp}, 1);
+  Tensor x = randn_f({state.range(1), 2 * state.range(0)}, 1);
   for (auto _ : state) benchmark::DoNotOptimize(gelu(x));
-  set_gbps(state, 2.0 * 4 * x.numel());
+  bench::set_memory_counters(state, 2.0 * 4 * x.numel());  // x -> y
 }
-BENCHMARK(BM_gelu_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gelu_fwd)->Apply(row_shapes);
 
 void BM_gelu_bwd(benchmark::State& state) {
-  Tensor x = randn_f({kB, kN, kMlp}, 1, true);
+  Tensor x = randn_f({state.range(1), 2 * state.range(0)}, 1, true);
   Tensor y = gelu(x);
   time_backward(state, y, randn_f(y.shape(), 2));
-  set_gbps(state, 3.0 * 4 * x.numel());
+  bench::set_memory_counters(state, 3.0 * 4 * x.numel());  // g, x -> dx
 }
-BENCHMARK(BM_gelu_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gelu_bwd)->Apply(row_shapes);
+
+// ---- the residual add x + f(x) on (R, D), for scale (ops/elementwise.cpp) ----
+void BM_residual_add_fwd(benchmark::State& state) {
+  const std::int64_t D = state.range(0), R = state.range(1);
+  Tensor a = randn_f({R, D}, 1), b = randn_f({R, D}, 2);
+  for (auto _ : state) benchmark::DoNotOptimize(add(a, b));
+  bench::set_memory_counters(state, 3.0 * 4 * R * D);  // a, b -> out
+}
+BENCHMARK(BM_residual_add_fwd)->Apply(row_shapes);
 
 // ---- cross_entropy on the classifier logits (B, C) ----
 void BM_cross_entropy_fwd(benchmark::State& state) {

@@ -8,8 +8,10 @@
 #include "nn_test_util.h"
 #include "ops/elementwise.h"
 #include "ops/nn.h"
+#include "ops/nn_kernels.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
+#include "scoped_threads.h"
 
 using namespace pw;
 using namespace pw::testing;
@@ -433,4 +435,146 @@ TEST_CASE("float32 kernels with the vectorised exp/erf/tanh stay close to float6
   check([](const Tensor& t) { return silu(t); }, 2e-6);
   check([](const Tensor& t) { return softmax(reshape(t, {24, 100}), 1); }, 1e-6);
   check([](const Tensor& t) { return log_softmax(reshape(t, {24, 100}), 1); }, 1e-5);
+}
+
+// ---- fast kernels against their plain reference kernels (ops/nn_kernels.h) ----
+// Two threads, sizes past the parallel grain, and lengths that are not multiples of the vector
+// width, so that the fast kernels' thread split, vector loops and scalar tails all run.
+
+namespace {
+
+template <typename T>
+std::vector<T> normal_values(std::int64_t n, std::uint64_t seed, double scale = 1.0) {
+  Generator g(seed);
+  std::vector<T> v = randn({n}, g, dtype_of<T>()).template to_vector<T>();
+  for (T& x : v) x *= static_cast<T>(scale);
+  return v;
+}
+
+template <typename T>
+double max_abs_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
+    if (std::isnan(d)) return INFINITY;  // no NaN is expected on either side
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+template <typename T>
+void check_gelu_kernels(double tol) {
+  // A grid over [-12, 12) (both tails, exactly 0) then normal values, 100003 in all.
+  std::vector<T> x = normal_values<T>(100003, 41, 3.0);
+  for (int i = 0; i < 2400; ++i) x[i] = static_cast<T>(-12.0 + 0.01 * i);
+  const std::vector<T> g = normal_values<T>(x.size(), 42);
+  const auto n = static_cast<std::int64_t>(x.size());
+  std::vector<T> fast(x.size()), ref(x.size());
+  kernels::gelu_forward(x.data(), fast.data(), n);
+  kernels::gelu_forward_reference(x.data(), ref.data(), n);
+  CHECK(max_abs_diff(fast, ref) < tol);
+  kernels::gelu_backward(g.data(), x.data(), fast.data(), n);
+  kernels::gelu_backward_reference(g.data(), x.data(), ref.data(), n);
+  CHECK(max_abs_diff(fast, ref) < tol);
+}
+
+template <typename T>
+void check_softmax_kernels(double tol) {
+  for (std::int64_t D : {1, 7, 16, 65, 300}) {
+    for (std::int64_t rows : {1, 3, 2000}) {
+      INFO("rows " << rows << " D " << D);
+      const std::int64_t n = rows * D;
+      std::vector<T> x = normal_values<T>(n, 43, 4.0);
+      // Masked entries (-inf) and a large logit: exp gives exactly 0 and never overflows.
+      if (D > 1)
+        for (std::int64_t i = 0; i < n; i += 5) x[i] = -INFINITY;
+      x[n / 2] = static_cast<T>(1000);
+      if (D > 1)
+        for (std::int64_t r = 0; r < rows; ++r) x[r * D + 1] = static_cast<T>(0.5);  // finite
+      const std::vector<T> g = normal_values<T>(n, 44);
+      std::vector<T> fast(n), ref(n);
+      kernels::softmax_rows_forward(x.data(), fast.data(), rows, D);
+      kernels::softmax_rows_forward_reference(x.data(), ref.data(), rows, D);
+      CHECK(max_abs_diff(fast, ref) < tol);
+      const std::vector<T> y = ref;
+      kernels::softmax_rows_backward(g.data(), y.data(), fast.data(), rows, D);
+      kernels::softmax_rows_backward_reference(g.data(), y.data(), ref.data(), rows, D);
+      CHECK(max_abs_diff(fast, ref) < tol);
+    }
+  }
+}
+
+template <typename T>
+void check_layer_norm_kernels(double tol) {
+  for (std::int64_t D : {1, 3, 16, 65, 384}) {
+    for (std::int64_t R : {1, 7, 700}) {
+      for (int affine = 0; affine < 4; ++affine) {
+        const bool has_w = affine & 1, has_b = affine & 2;
+        INFO("R " << R << " D " << D << " weight " << has_w << " bias " << has_b);
+        // An offset mean (5) checks that the variance is centred, not E[x^2] - E[x]^2.
+        std::vector<T> x = normal_values<T>(R * D, 45, 2.0);
+        for (T& v : x) v += static_cast<T>(5);
+        const std::vector<T> w = normal_values<T>(D, 46), b = normal_values<T>(D, 47);
+        const std::vector<T> g = normal_values<T>(R * D, 48);
+        const T* pw_ = has_w ? w.data() : nullptr;
+        std::vector<T> y(R * D), y_ref(R * D), mean(R), mean_ref(R), rstd(R), rstd_ref(R);
+        kernels::layer_norm_forward(x.data(), pw_, has_b ? b.data() : nullptr, y.data(),
+                                    mean.data(), rstd.data(), R, D, 1e-5);
+        kernels::layer_norm_forward_reference(x.data(), pw_, has_b ? b.data() : nullptr,
+                                              y_ref.data(), mean_ref.data(), rstd_ref.data(), R, D,
+                                              1e-5);
+        CHECK(max_abs_diff(y, y_ref) < tol);
+        CHECK(max_abs_diff(mean, mean_ref) < tol);
+        CHECK(max_abs_diff(rstd, rstd_ref) < tol * 100);  // rstd is 1/sqrt(eps) ~ 316 at D = 1
+        // Backward with every subset of {dx, dw, db} requested.
+        for (int want = 1; want < 8; ++want) {
+          INFO("dx " << (want & 1) << " dw " << ((want >> 1) & 1) << " db " << (want >> 2));
+          std::vector<T> dx(R * D), dx_ref(R * D), dw(D), dw_ref(D), db(D), db_ref(D);
+          auto grads = [&](std::vector<T>& v, int bit) { return want & bit ? v.data() : nullptr; };
+          kernels::layer_norm_backward(g.data(), x.data(), pw_, mean_ref.data(), rstd_ref.data(),
+                                       grads(dx, 1), grads(dw, 2), grads(db, 4), R, D);
+          kernels::layer_norm_backward_reference(g.data(), x.data(), pw_, mean_ref.data(),
+                                                 rstd_ref.data(), grads(dx_ref, 1),
+                                                 grads(dw_ref, 2), grads(db_ref, 4), R, D);
+          CHECK(max_abs_diff(dx, dx_ref) < tol * 10);  // dx scales with rstd
+          // dw and db sum over R rows.
+          CHECK(max_abs_diff(dw, dw_ref) < tol * static_cast<double>(R));
+          CHECK(max_abs_diff(db, db_ref) < tol * static_cast<double>(R));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("fast gelu kernels match the reference kernels", "[activation][kernels]") {
+  ScopedThreads threads(2);
+  SECTION("float32") {
+    check_gelu_kernels<float>(2e-6);
+  }
+  SECTION("float64") {
+    check_gelu_kernels<double>(1e-14);
+  }
+}
+
+TEST_CASE("fast softmax kernels match the reference kernels", "[softmax][kernels]") {
+  ScopedThreads threads(2);
+  SECTION("float32") {
+    check_softmax_kernels<float>(1e-5);
+  }
+  SECTION("float64") {
+    check_softmax_kernels<double>(1e-14);
+  }
+}
+
+TEST_CASE("fast layer_norm kernels match the reference kernels", "[layer_norm][kernels]") {
+  ScopedThreads threads(2);
+  SECTION("float32") {
+    check_layer_norm_kernels<float>(1e-5);
+  }
+  SECTION("float64") {
+    check_layer_norm_kernels<double>(1e-12);
+  }
 }
