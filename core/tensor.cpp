@@ -229,8 +229,14 @@ void copy_into(const Tensor& dst, const Tensor& src) {
         strided_loop<2>(dst.shape(), {dst.strides(), src.strides()},
                         [&](const std::array<std::int64_t, 2>& off, std::int64_t n,
                             const std::array<std::int64_t, 2>& s) {
-                          for (std::int64_t i = 0; i < n; ++i)
-                            o[off[0] + i * s[0]] = convert<out_t>(in[off[1] + i * s[1]]);
+                          out_t* po = o + off[0];
+                          const scalar_t* pi = in + off[1];
+                          if (s[0] == 1 && s[1] == 1) {  // contiguous rows: a vector loop
+                            for (std::int64_t i = 0; i < n; ++i) po[i] = convert<out_t>(pi[i]);
+                          } else {
+                            for (std::int64_t i = 0; i < n; ++i)
+                              po[i * s[0]] = convert<out_t>(pi[i * s[1]]);
+                          }
                         });
       });
     });

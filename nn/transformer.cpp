@@ -18,7 +18,12 @@ Mlp::Mlp(std::int64_t in, std::int64_t hidden, std::int64_t out, double drop, Ge
 }
 
 Tensor Mlp::forward(const Tensor& x) {
-  return drop2->forward(fc2->forward(drop1->forward(act->forward(fc1->forward(x)))));
+  // fc1 and an exact GELU run as one op (under autocast it writes fc2's bf16 operand directly)
+  // unless a dropout between the GELU and fc2 is active.
+  const bool fused = act->approximate == "none" && !(drop1->p > 0 && is_training());
+  const Tensor h = fused ? linear_gelu(x, fc1->weight, fc1->bias)
+                         : drop1->forward(act->forward(fc1->forward(x)));
+  return drop2->forward(fc2->forward(h));
 }
 
 Attention::Attention(const AttentionConfig& c, Generator& gen) : cfg(c) {

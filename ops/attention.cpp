@@ -513,15 +513,15 @@ AttentionResult scaled_dot_product_attention_packed(const Tensor& qkv, std::int6
     for (std::int64_t i = 0; i < 3; ++i)
       qkv_parts[i] = make_view(xb, {B, H, N, Dh}, {N * HD, Dh, HD, 1}, i * B * N * HD);
   }
-  return attention(qkv_parts[0], qkv_parts[1], qkv_parts[2], mask, mask_is_bool, dropout_p, scale,
-                   return_probs, gen, {qkv},
-                   [part, shape = x.shape()](const Node&, std::int64_t, std::int64_t,
-                                             std::int64_t, std::int64_t, std::int64_t,
-                                             std::int64_t, DType dt) -> GradBuffers {
-                     // The three gradients land in one buffer laid out like the input.
-                     Tensor dqkv = empty(shape, dt);
-                     return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};
-                   });
+  return attention(
+      qkv_parts[0], qkv_parts[1], qkv_parts[2], mask, mask_is_bool, dropout_p, scale, return_probs,
+      gen, {qkv},
+      [part, shape = x.shape()](const Node&, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                                std::int64_t, std::int64_t, DType dt) -> GradBuffers {
+        // The three gradients land in one buffer laid out like the input.
+        Tensor dqkv = empty(shape, dt);
+        return {{part(dqkv, 0), part(dqkv, 1), part(dqkv, 2)}, {dqkv}};
+      });
 }
 
 }  // namespace pw

@@ -17,6 +17,11 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // x @ weight^T + bias for x of any leading shape (..., in); weight is (out, in) as in PyTorch.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
+// gelu(linear(x, weight, bias)), an MLP's first half. Under autocast it is one fused node whose
+// output is bfloat16, the operand of the GEMM that follows (ops/linear_gelu.cpp); otherwise
+// exactly the two ops.
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
 // ---- activations ----
 // Exact GELU 0.5 x (1 + erf(x / sqrt 2)), or the tanh approximation when approximate = "tanh".
 Tensor gelu(const Tensor& x, const std::string& approximate = "none");

@@ -4,6 +4,7 @@
 
 #include "core/autocast.h"
 #include "core/autograd.h"
+#include "core/gradcheck.h"
 #include "models/vit.h"
 #include "nn_test_util.h"
 #include "ops/elementwise.h"
@@ -78,6 +79,39 @@ TEST_CASE("linear under autocast: bf16 operands, float32 accumulation, forward a
   Result fp = run(fn, {x, w, b}, G, false);
   CHECK(rel_diff(bf.out, fp.out) > 1e-5);
   CHECK(rel_diff(bf.out, fp.out) < 2e-2);
+}
+
+TEST_CASE("linear_gelu: gelu(linear) without autocast, one fused bf16 node with it",
+          "[bf16][autocast]") {
+  const std::int64_t R = 45, in = 24, out = 40;
+  Tensor x = random({3, R / 3, in}, 60), w = random({out, in}, 61), b = random({out}, 62);
+  Tensor G = random({3, R / 3, out}, 63);
+  auto fused = [](const std::vector<Tensor>& t) { return linear_gelu(t[0], t[1], t[2]); };
+  auto plain = [](const std::vector<Tensor>& t) { return gelu(linear(t[0], t[1], t[2])); };
+  // float32: exactly the two ops.
+  Result f = run(fused, {x, w, b}, G, false), p = run(plain, {x, w, b}, G, false);
+  CHECK(max_abs_diff(f.out, p.out) == 0);
+  for (int i = 0; i < 3; ++i) CHECK(max_abs_diff(f.grads[i], p.grads[i]) == 0);
+  // Under autocast: a bfloat16 output, and gradients of the float32 ops on the rounded x, w.
+  Result bf = run(fused, {x, w, b}, G, true);
+  CHECK(bf.out.dtype() == DType::BFloat16);
+  Result ref = run(plain, {rounded(x), rounded(w), b}, G, false);
+  CHECK(rel_diff(bf.out, ref.out) < 1e-2);            // the output is rounded to bf16 once
+  CHECK(rel_diff(bf.grads[2], ref.grads[2]) < 1e-4);  // db sums dh unrounded
+  CHECK(rel_diff(bf.grads[0], ref.grads[0]) < 1e-2);  // dh rounded for the GEMMs
+  CHECK(rel_diff(bf.grads[1], ref.grads[1]) < 1e-2);
+  // Inference: bias and GELU in the GEMM's epilogue.
+  NoGradGuard no_grad;
+  AutocastGuard autocast;
+  CHECK(rel_diff(linear_gelu(x, w, b), ref.out) < 1e-2);
+}
+
+TEST_CASE("gradcheck: linear_gelu", "[gradcheck]") {
+  Tensor x = testing::leaf64({2, 3, 4}, 70), w = testing::leaf64({5, 4}, 71),
+         b = testing::leaf64({5}, 72);
+  auto r = gradcheck([](const auto& in) { return linear_gelu(in[0], in[1], in[2]); }, {x, w, b});
+  CHECK(r.ok);
+  INFO(r.message);
 }
 
 TEST_CASE("matmul under autocast: transposed, batched and broadcast operands", "[bf16][autocast]") {
