@@ -117,6 +117,46 @@ TEST_CASE("a run stopped mid-epoch and resumed gives the uninterrupted run's los
   CHECK(full.final_accuracy == resumed.final_accuracy);
 }
 
+TEST_CASE("a bf16 run saves its precision, resumes with it and repeats its losses",
+          "[train][bf16]") {
+  testing::TempDir tmp("bf16");
+  testing::write_synthetic_cifar(tmp.path / "data", 24, 8);
+  auto options = [&](const std::string& name) {
+    TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
+    o.name = name;
+    o.model = {"depth=2", "dim=32", "heads=2", "mlp_dim=64"};
+    o.epochs = 2;
+    o.batch_size = 8;  // 3 steps per epoch
+    o.log_every = 1;
+    o.dropout = 0.1;
+    o.precision = "bf16";
+    return o;
+  };
+  const TrainResult full = train(options("full"));
+  TrainOptions first = options("split");
+  first.stop_after_steps = 4;
+  const TrainResult stopped = train(first);
+  REQUIRE(stopped.interrupted);
+  // args.json and the checkpoint both say bf16.
+  const auto args = nlohmann::json::parse(std::ifstream(fs::path(stopped.run_dir) / "args.json"));
+  CHECK(args["precision"] == "bf16");
+  const LoadedModel ckpt =
+      load_model_file((fs::path(stopped.run_dir) / "checkpoint-last.safetensors").string());
+  CHECK(ckpt.state.precision == "bf16");
+  // --resume without --precision keeps the saved one (the default would be auto).
+  CLI::App app;
+  TrainOptions cli;
+  add_train_flags(app, cli);
+  app.parse("--resume " + stopped.run_dir, false);
+  const TrainOptions merged = merge_resume_options(cli, app);
+  CHECK(merged.precision == "bf16");
+  const TrainResult resumed = train(merged);
+  CHECK_FALSE(resumed.interrupted);
+  const auto a = step_losses(full.run_dir), b = step_losses(resumed.run_dir);
+  REQUIRE(a.size() == 6);
+  CHECK(a == b);  // bf16 is deterministic too: bit for bit
+}
+
 TEST_CASE("bad training input gives errors that name the problem", "[train]") {
   testing::TempDir tmp("errors");
   TrainOptions o = tiny_options(tmp.path / "missing", tmp.path / "runs");
