@@ -4,35 +4,17 @@
 // Backward is timed by calling the recorded node's apply() directly (no forward, no engine).
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_util.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "ops/nn.h"
 
 using namespace pw;
+using namespace pw::bench;
 
 namespace {
 
 constexpr std::int64_t kB = 128, kN = 65, kD = 256, kH = 4, kMlp = 512;
-
-void set_gflops(benchmark::State& state, double flops) {
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-Tensor randn_f(const Shape& s, std::uint64_t seed, bool grad = false) {
-  Generator g(seed);
-  Tensor t = randn(s, g);
-  if (grad) t.requires_grad_();
-  return t;
-}
-
-void time_backward(benchmark::State& state, const Tensor& y, const Tensor& g) {
-  NoGradGuard no_grad;
-  for (auto _ : state) {
-    auto grads = y.grad_fn()->apply(g);
-    benchmark::DoNotOptimize(grads.data());
-  }
-}
 
 // The MLP's first layer (B, N, D) -> (B, N, 512): the weight is cast once per guard, the input
 // on every call, as in a training step.

@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "bench/bench_util.h"
 #include "bench/memory_bandwidth.h"
 #include "core/autograd.h"
 #include "ops/elementwise.h"
@@ -15,35 +16,11 @@
 #include "ops/shape.h"
 
 using namespace pw;
+using namespace pw::bench;
 
 namespace {
 
 constexpr std::int64_t kB = 128, kN = 65, kD = 256, kH = 4, kDh = 64, kMlp = 512, kC = 10;
-
-void set_gflops(benchmark::State& state, double flops) {
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-}
-void set_gbps(benchmark::State& state, double bytes) {
-  state.counters["GB/s"] =
-      benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-Tensor randn_f(const Shape& s, std::uint64_t seed, bool grad = false) {
-  Generator g(seed);
-  Tensor t = randn(s, g);
-  if (grad) t.requires_grad_();
-  return t;
-}
-
-// Runs the backward rule of y's node with upstream gradient g, repeatedly.
-void time_backward(benchmark::State& state, const Tensor& y, const Tensor& g) {
-  NoGradGuard no_grad;
-  for (auto _ : state) {
-    auto grads = y.grad_fn()->apply(g);
-    benchmark::DoNotOptimize(grads.data());
-  }
-}
 
 // ---- reference: raw sgemm ----
 void BM_sgemm_1024(benchmark::State& state) {
