@@ -5,6 +5,8 @@
 #include "apps/data/loader.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
+#include "core/parallel.h"
+#include "ops/elementwise.h"
 #include "ops/nn.h"
 #include "ops/shape.h"
 
@@ -32,8 +34,37 @@ Tensor labels_tensor(const std::vector<std::int64_t>& labels) {
   return from_vector(v, {static_cast<std::int64_t>(v.size())});
 }
 
+Tta parse_tta(const std::string& name, const std::string& flag) {
+  if (name == "none") return Tta::None;
+  if (name == "flip") return Tta::Flip;
+  fail("[{}] expected none or flip, got '{}'", flag, name);
+}
+
+Tensor hflip_images(const Tensor& images) {
+  PW_CHECK(images.dim() == 4 && images.dtype() == DType::Float32,
+           "[hflip_images] expected (B, C, H, W) float32 images, got {} {}",
+           shape_str(images.shape()), dtype_name(images.dtype()));
+  const Tensor in = images.is_contiguous() ? images : copy_contiguous(images);
+  Tensor out = empty(in.shape());
+  const std::int64_t W = in.shape()[3], rows = in.numel() / std::max<std::int64_t>(W, 1);
+  const float* src = in.data<float>();
+  float* dst = out.data<float>();
+  parallel_for(rows, std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(W, 1)),
+               [&](std::int64_t begin, std::int64_t end) {
+                 for (std::int64_t r = begin; r < end; ++r)
+                   std::reverse_copy(src + r * W, src + (r + 1) * W, dst + r * W);
+               });
+  return out;
+}
+
+Tensor predict_logits(models::VisionTransformer& model, const Tensor& images, Tta tta) {
+  Tensor logits = model.forward(images);
+  if (tta == Tta::None) return logits;
+  return mul(add(logits, model.forward(hflip_images(images))), 0.5);
+}
+
 SplitPredictions predict_split(models::VisionTransformer& model, const data::Dataset& split,
-                               std::int64_t batch_size, int workers, bool bf16) {
+                               std::int64_t batch_size, int workers, bool bf16, Tta tta) {
   data::LoaderConfig lc;
   lc.batch_size = batch_size;
   lc.shuffle = false;
@@ -50,7 +81,7 @@ SplitPredictions predict_split(models::VisionTransformer& model, const data::Dat
   std::vector<Tensor> logits;
   double loss_sum = 0;
   while (auto batch = loader.next()) {
-    Tensor l = model.forward(batch->images);
+    Tensor l = predict_logits(model, batch->images, tta);
     const auto n = static_cast<double>(batch->labels.size());
     loss_sum += cross_entropy(l, labels_tensor(batch->labels)).item() * n;
     for (auto p : argmax_rows(l)) r.predicted.push_back(p);

@@ -46,6 +46,11 @@ nlohmann::json TrainState::to_json() const {
           {"best_epoch", best_epoch},
           {"rng", std::vector<std::uint64_t>(rng.begin(), rng.end())},
           {"precision", precision},
+          {"elapsed_seconds", elapsed_seconds},
+          {"planned_steps", planned_steps},
+          {"epoch_loss_sum", epoch_loss_sum},
+          {"epoch_correct", epoch_correct},
+          {"epoch_seen", epoch_seen},
           {"scheduler", scheduler}};
 }
 
@@ -62,20 +67,28 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   std::copy(rng.begin(), rng.end(), s.rng.begin());
   s.scheduler = j.at("scheduler");
   s.precision = j.value("precision", "fp32");  // checkpoints from before bf16 trained in fp32
+  s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
+  s.planned_steps = j.value("planned_steps", std::int64_t{0});
+  s.epoch_loss_sum = j.value("epoch_loss_sum", 0.0);
+  s.epoch_correct = j.value("epoch_correct", std::int64_t{0});
+  s.epoch_seen = j.value("epoch_seen", std::int64_t{0});
   return s;
 }
 
 void save_checkpoint(const std::string& path, const models::VisionTransformer& model,
                      const ModelInfo& info, const optim::Optimizer& optimizer,
-                     const TrainState& state) {
+                     const TrainState& state, const optim::ModelEma* ema) {
   NamedTensors tensors;
   for (auto& [name, t] : model.state_dict()) tensors.emplace_back("model." + name, t);
   const optim::OptimizerState os = optimizer.state_dict();
   for (auto& [name, t] : os.tensors) tensors.emplace_back("optimizer." + name, t);
+  if (ema)
+    for (auto& [name, t] : ema->averages()) tensors.emplace_back("ema." + name, t);
   auto meta = model_metadata(info);
   meta["format"] = kCheckpointFormat;
   meta["optimizer"] = os.scalars.dump();
   meta["train_state"] = state.to_json().dump();
+  if (ema) meta["model_ema"] = ema->state_scalars().dump();
   save_safetensors(path, tensors, meta);
 }
 
@@ -106,12 +119,16 @@ LoadedModel load_model_file(const std::string& path) {
       out.weights.emplace_back(e.name.substr(6), t);
     } else if (e.name.rfind("optimizer.", 0) == 0) {
       out.optimizer.tensors.emplace_back(e.name.substr(10), t);
+    } else if (e.name.rfind("ema.", 0) == 0) {
+      out.ema.emplace_back(e.name.substr(4), t);
     }
   }
   if (out.is_checkpoint) {
     try {
       out.optimizer.scalars = parse_json(file.metadata, "optimizer", path);
       out.state = TrainState::from_json(parse_json(file.metadata, "train_state", path));
+      if (file.metadata.count("model_ema"))
+        out.ema_state = parse_json(file.metadata, "model_ema", path);
     } catch (const nlohmann::json::exception& e) {
       fail("[load] {}: malformed checkpoint state: {}", path, e.what());
     }

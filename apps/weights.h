@@ -1,6 +1,7 @@
 // Model files: `model.safetensors` (timm names, with the config, input normalisation and class
 // names in __metadata__) and training checkpoints (the same weights under "model.", plus the
-// optimizer, scheduler, RNG and loop state), both written atomically.
+// optimizer, scheduler, RNG and loop state, and the model EMA's averages under "ema." when the
+// run keeps one), both written atomically.
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 
 #include "core/safetensors.h"
 #include "models/vit.h"
+#include "optim/ema.h"
 #include "optim/optimizer.h"
 
 namespace pw::app {
@@ -38,14 +40,24 @@ struct TrainState {
   std::int64_t best_epoch = -1;
   Generator::State rng{};          // the default generator (dropout, drop path)
   std::string precision = "fp32";  // the GEMM arithmetic the run trains with (apps/precision.h)
+  // Wall time of the run so far, over every invocation (a resumed run counts on from here).
+  double elapsed_seconds = 0;
+  // The step count the schedule is sized to when a --time-budget plans it (0 otherwise).
+  std::int64_t planned_steps = 0;
+  // The running sums of the epoch in progress (its train loss and accuracy), so that a run
+  // resumed mid-epoch logs the same epoch record as an uninterrupted one.
+  double epoch_loss_sum = 0;
+  std::int64_t epoch_correct = 0;
+  std::int64_t epoch_seen = 0;
   nlohmann::json scheduler;
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);
 };
 
+// `ema` (optional) adds the model EMA's averages and update count.
 void save_checkpoint(const std::string& path, const models::VisionTransformer& model,
                      const ModelInfo& info, const optim::Optimizer& optimizer,
-                     const TrainState& state);
+                     const TrainState& state, const optim::ModelEma* ema = nullptr);
 
 // A weights file or a checkpoint, read back.
 struct LoadedModel {
@@ -54,6 +66,8 @@ struct LoadedModel {
   bool is_checkpoint = false;
   optim::OptimizerState optimizer;  // checkpoints only
   TrainState state;                 // checkpoints only
+  NamedTensors ema;                 // checkpoints of runs with a model EMA: its averages
+  nlohmann::json ema_state;         // and its scalars (ModelEma::state_scalars); else null
 };
 // Reads `path` (model.safetensors or a checkpoint); errors name the file and the problem.
 LoadedModel load_model_file(const std::string& path);

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands/eval.h"
+#include "apps/evaluate.h"
+#include "apps/train/recipes.h"
 #include "apps/train/trainer.h"
 #include "apps/weights.h"
 #include "cifar_fixture.h"
@@ -41,6 +43,25 @@ std::vector<double> step_losses(const fs::path& run) {
     if (j["type"] == "step") losses.push_back(j["loss"].get<double>());
   }
   return losses;
+}
+
+// The records of one type ("step", "epoch", "summary") of a run's metrics.jsonl.
+std::vector<nlohmann::json> records(const fs::path& run, const std::string& type) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == type) out.push_back(j);
+  }
+  return out;
+}
+
+// name -> values, for comparing tensor lists regardless of order.
+std::map<std::string, std::vector<float>> by_name(const NamedTensors& tensors) {
+  std::map<std::string, std::vector<float>> out;
+  for (auto& [n, t] : tensors) out[n] = t.to_vector();
+  return out;
 }
 
 }  // namespace
@@ -233,4 +254,197 @@ TEST_CASE("checkpoints round-trip the model, optimizer and loop state exactly", 
   CHECK(back.optimizer.scalars == os.scalars);
   CHECK(same(back.optimizer.tensors, os.tensors));
   CHECK(os.tensors.size() == 2 * model.parameters().size());  // exp_avg and exp_avg_sq
+}
+
+TEST_CASE("a run with model EMA resumes exactly, EMA metrics and averages included",
+          "[train][ema]") {
+  testing::TempDir tmp("ema-resume");
+  testing::write_synthetic_cifar(tmp.path / "data", 40, 10);
+  auto options = [&](const std::string& name) {
+    TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
+    o.name = name;
+    o.model = {"depth=2", "dim=32", "heads=2", "mlp_dim=64"};
+    o.epochs = 3;
+    o.batch_size = 8;  // 5 steps per epoch
+    o.log_every = 1;
+    o.dropout = 0.1;
+    o.model_ema = true;
+    o.model_ema_decay = 0.9;
+    o.model_ema_warmup = true;
+    o.tta = "flip";
+    return o;
+  };
+  const TrainResult full = train(options("full"));
+  TrainOptions first = options("split");
+  first.stop_after_steps = 7;  // epoch 2, step 2
+  REQUIRE(train(first).interrupted);
+  TrainOptions second = options("split");
+  second.resume = (tmp.path / "runs" / "split").string();
+  const TrainResult resumed = train(second);
+  REQUIRE_FALSE(resumed.interrupted);
+
+  CHECK(step_losses(full.run_dir) == step_losses(resumed.run_dir));
+  const auto a = records(full.run_dir, "epoch"), b = records(resumed.run_dir, "epoch");
+  REQUIRE(a.size() == 3);
+  REQUIRE(b.size() == 3);
+  for (std::size_t e = 0; e < a.size(); ++e) {
+    for (const char* key :
+         {"test_loss", "test_accuracy", "test_loss_ema", "test_accuracy_ema", "train_loss", "lr"}) {
+      INFO("epoch " << e + 1 << " " << key);
+      REQUIRE(a[e].contains(key));
+      CHECK(a[e][key] == b[e][key]);  // bit for bit
+    }
+    // Wall time since the start of the run, over both invocations of the split run.
+    CHECK(a[e]["elapsed_seconds"].get<double>() > 0);
+    if (e > 0)
+      CHECK(b[e]["elapsed_seconds"].get<double>() > b[e - 1]["elapsed_seconds"].get<double>());
+  }
+  // The averages themselves, and their update count, agree bit for bit.
+  const LoadedModel ca =
+      load_model_file((fs::path(full.run_dir) / "checkpoint-last.safetensors").string());
+  const LoadedModel cb =
+      load_model_file((fs::path(resumed.run_dir) / "checkpoint-last.safetensors").string());
+  REQUIRE(ca.ema.size() == ca.weights.size());
+  CHECK(ca.ema_state["updates"] == 15);
+  CHECK(cb.ema_state["updates"] == 15);
+  CHECK(by_name(ca.ema) == by_name(cb.ema));
+  CHECK(by_name(ca.ema) != by_name(ca.weights));
+  CHECK(fs::exists(fs::path(full.run_dir) / "checkpoint-best.safetensors"));
+  CHECK(load_model_file((fs::path(full.run_dir) / "checkpoint-best.safetensors").string())
+            .ema.size() == ca.weights.size());
+
+  // model.safetensors holds whichever weights scored better at the end, and the run says which.
+  const auto summary = records(full.run_dir, "summary");
+  REQUIRE(summary.size() == 1);
+  const bool ema_better =
+      summary[0]["final_accuracy_ema"].get<double>() > summary[0]["final_accuracy"].get<double>();
+  CHECK(summary[0]["model_weights"] == (ema_better ? "ema" : "raw"));
+  CHECK(full.model_weights == (ema_better ? "ema" : "raw"));
+  const LoadedModel saved =
+      load_model_file((fs::path(full.run_dir) / "model.safetensors").string());
+  CHECK(by_name(saved.weights) == by_name(ema_better ? ca.ema : ca.weights));
+  CHECK(records(resumed.run_dir, "summary").size() == 1);
+}
+
+TEST_CASE("model.safetensors gets the EMA weights when they score better", "[train][ema]") {
+  // A trained model is the starting point of a run whose learning rate wrecks the weights;
+  // with decay 1 the average stays at the starting weights, so it scores better.
+  testing::TempDir tmp("ema-wins");
+  testing::write_synthetic_cifar(tmp.path / "data", 32, 32, 1, /*test_equals_train=*/true);
+  TrainOptions o = tiny_options(tmp.path / "data", tmp.path / "runs");
+  o.name = "good";
+  o.model = {"depth=1"};
+  o.epochs = 10;
+  o.batch_size = 8;
+  o.lr = 3e-3;
+  o.augment = "none";
+  o.smoothing = 0;
+  o.weight_decay = 0;
+  o.eval_every = 10;
+  const TrainResult good = train(o);
+  REQUIRE(good.final_accuracy >= 0.75);
+  CHECK(good.model_weights == "raw");  // no EMA: always the raw weights
+
+  o.name = "wrecked";
+  o.init = (fs::path(good.run_dir) / "model.safetensors").string();
+  o.epochs = 2;
+  o.lr = 0.5;
+  o.sched = "constant";
+  o.warmup_epochs = 0;
+  o.model_ema = true;
+  o.model_ema_decay = 1.0;
+  o.eval_every = 1;
+  const TrainResult wrecked = train(o);
+  CHECK(wrecked.final_accuracy_ema == good.final_accuracy);  // the starting weights
+  REQUIRE(wrecked.final_accuracy < wrecked.final_accuracy_ema);
+  CHECK(wrecked.model_weights == "ema");
+  CHECK(records(wrecked.run_dir, "summary").at(0)["model_weights"] == "ema");
+  const auto saved = load_model_file((fs::path(wrecked.run_dir) / "model.safetensors").string());
+  CHECK(by_name(saved.weights) == by_name(load_model_file(o.init).weights));
+  // The best checkpoint counts the EMA's accuracy too.
+  CHECK(wrecked.best_accuracy == good.final_accuracy);
+}
+
+TEST_CASE("flip TTA averages the logits of a batch and of its mirror", "[train][tta]") {
+  models::ViTConfig cfg = models::vit_preset("nano");
+  cfg.depth = 1;
+  cfg.dim = 32;
+  cfg.heads = 2;
+  cfg.mlp_dim = 64;
+  Generator g(11);
+  models::VisionTransformer model(cfg, g);
+  model.eval();
+  NoGradGuard no_grad;
+  Tensor x = randn({3, 3, 32, 32}, g);
+  // The mirror, built element by element.
+  std::vector<float> v = x.to_vector(), m(v.size());
+  for (std::size_t row = 0; row < v.size() / 32; ++row)
+    for (std::size_t w = 0; w < 32; ++w) m[row * 32 + w] = v[row * 32 + 31 - w];
+  const Tensor mirrored = from_vector(m, {3, 3, 32, 32});
+  CHECK(hflip_images(x).to_vector() == m);
+
+  const auto plain = model.forward(x).to_vector(), flipped = model.forward(mirrored).to_vector();
+  const auto tta = predict_logits(model, x, Tta::Flip).to_vector();
+  REQUIRE(tta.size() == plain.size());
+  double differs = 0;
+  for (std::size_t i = 0; i < tta.size(); ++i) {
+    CHECK(tta[i] == Approx((plain[i] + flipped[i]) / 2).margin(1e-6));
+    differs = std::max(differs, std::abs(double(plain[i]) - double(flipped[i])));
+  }
+  CHECK(differs > 1e-3);  // the mirror changes the logits, so the average is not the plain one
+  CHECK(predict_logits(model, x, Tta::None).to_vector() == plain);
+  CHECK(parse_tta("flip") == Tta::Flip);
+  CHECK_THROWS_WITH(parse_tta("mirror"), "[--tta] expected none or flip, got 'mirror'");
+}
+
+TEST_CASE("a recipe sets defaults, explicit flags override it, unknown names are errors",
+          "[train][recipe]") {
+  const Recipe recipe{"test",
+                      "for this test",
+                      {"--lr=0.005", "--batch-size=64", "--model=depth=2", "--model=dim=96",
+                       "--model-ema", "--model-ema-decay=0.99", "--time-budget=2m", "--tta=flip"}};
+  CLI::App app;
+  TrainOptions o;
+  add_train_flags(app, o);
+  app.parse("--lr 0.01 --model dim=64 --epochs 3", false);
+  apply_recipe(o, app, recipe);
+  CHECK(o.recipe == "test");
+  CHECK(o.lr == 0.01);  // given: the command line wins
+  CHECK(o.epochs == 3);
+  CHECK(o.batch_size == 64);  // from the recipe
+  CHECK(o.model_ema);
+  CHECK(o.model_ema_decay == 0.99);
+  CHECK(o.time_budget == "2m");
+  CHECK(o.tta == "flip");
+  // --model entries: the recipe's first, the command line's after them (its keys win).
+  CHECK(o.model == std::vector<std::string>{"depth=2", "dim=96", "dim=64"});
+  CHECK(models::apply_overrides(models::vit_preset("nano"), o.model).dim == 64);
+  CHECK(o.weight_decay == TrainOptions{}.weight_decay);  // in neither: the flag's default
+  // args.json holds the resolved values and the name, so resuming needs no recipe.
+  const nlohmann::json saved = o;
+  CHECK(saved["recipe"] == "test");
+  CHECK(saved["batch_size"] == 64);
+
+  CHECK_THROWS_WITH(find_recipe("nope"),
+                    Catch::Contains("unknown recipe 'nope'") && Catch::Contains("default, long"));
+  CLI::App app2;
+  TrainOptions o2;
+  add_train_flags(app2, o2);
+  CHECK_THROWS_WITH(app2.parse("--recipe nope", false), Catch::Contains("unknown recipe 'nope'"));
+  CHECK_THROWS_WITH(apply_recipe(o2, app2, Recipe{"bad", "", {"--no-such-flag=1"}}),
+                    Catch::Contains("recipe 'bad'"));
+  CHECK_THROWS_WITH(apply_recipe(o2, app2, Recipe{"bad", "", {"--lr=-1"}}),
+                    Catch::Contains("recipe 'bad'") && Catch::Contains("--lr"));
+  CHECK_THROWS_WITH(apply_recipe(o2, app2, Recipe{"bad", "", {"--resume=runs/x"}}),
+                    Catch::Contains("--resume cannot be part of a recipe"));
+  // The built-in recipes are valid flag lists.
+  for (const Recipe& r : recipes()) {
+    INFO(r.name);
+    CLI::App a;
+    TrainOptions t;
+    add_train_flags(a, t);
+    a.parse("", false);
+    CHECK_NOTHROW(apply_recipe(t, a, find_recipe(r.name)));
+    CHECK(t.recipe == r.name);
+  }
 }

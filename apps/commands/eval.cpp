@@ -16,6 +16,7 @@ namespace pw::app {
 
 EvalReport run_eval(const EvalOptions& o) {
   set_compute_threads(o.threads);
+  const Tta tta = parse_tta(o.tta, "--tta");
   const LoadedModel loaded = load_model_file(o.weights);
   auto model = build_model(loaded);
   const auto where = data::locate_cifar10(data::default_locate_options(
@@ -23,7 +24,7 @@ EvalReport run_eval(const EvalOptions& o) {
   const data::Dataset test =
       data::read_cifar10(where.path, data::Split::Test, o.limit_test > 0 ? o.limit_test : -1);
   const PrecisionChoice precision = resolve_precision(o.precision);
-  const SplitPredictions pred = predict_split(*model, test, o.batch_size, 1, precision.bf16());
+  const SplitPredictions pred = predict_split(*model, test, o.batch_size, 1, precision.bf16(), tta);
 
   const auto C = static_cast<std::size_t>(loaded.info.config.num_classes);
   EvalReport r;
@@ -51,8 +52,9 @@ EvalReport run_eval(const EvalOptions& o) {
 
   const auto& names = loaded.info.classes;
   auto name = [&](std::size_t c) { return c < names.size() ? names[c] : std::to_string(c); };
-  fmt::print("test accuracy: {:.2f}% ({} / {} images, {})\n{}\n\nper-class accuracy:\n",
-             100 * r.accuracy, correct, seen, o.weights, describe(precision));
+  fmt::print("test accuracy: {:.2f}% ({} / {} images, {}{})\n{}\n\nper-class accuracy:\n",
+             100 * r.accuracy, correct, seen, o.weights,
+             tta == Tta::Flip ? ", test-time augmentation: flip" : "", describe(precision));
   for (std::size_t c = 0; c < C; ++c)
     fmt::print("  {:>12} {:6.2f}%\n", name(c), 100 * r.per_class_accuracy[c]);
   fmt::print("\nconfusion matrix (rows: true class, columns: predicted):\n{:>12}", "");
@@ -82,6 +84,9 @@ void add_eval_command(CLI::App& app) {
   sub->add_option("--threads", o->threads, "Compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   add_precision_flag(*sub, o->precision);
+  sub->add_option("--tta", o->tta,
+                  "Test-time augmentation: flip averages the logits of each image and its mirror")
+      ->check(CLI::IsMember({"none", "flip"}));
   sub->add_option("--save-logits", o->save_logits,
                   "Write the logits and labels to this .safetensors file");
   when_chosen(*sub, [o] {

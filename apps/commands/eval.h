@@ -14,6 +14,7 @@ struct EvalOptions {
   std::int64_t batch_size = 256;
   std::int64_t threads = 0;
   std::string precision = "auto";  // apps/precision.h
+  std::string tta = "none";        // test-time augmentation: none or flip (apps/evaluate.h)
   std::string save_logits;
   bool json = false;
 };

@@ -1,11 +1,27 @@
 #include "apps/train/options.h"
 
+#include "apps/evaluate.h"
 #include "apps/precision.h"
+#include "apps/train/budget.h"
+#include "apps/train/recipes.h"
+#include "core/error.h"
 
 namespace pw::app {
 
 void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.option_defaults()->always_capture_default();
+  app.add_option("--recipe", o.recipe,
+                 "Take the flag values of a named recipe (listed below) as defaults")
+      ->check(CLI::Validator(
+          [](std::string& name) -> std::string {
+            try {
+              find_recipe(name);
+              return {};
+            } catch (const Error& e) {
+              return e.what();
+            }
+          },
+          "RECIPE"));
   app.add_option("--preset", o.preset, "Model preset")
       ->check(CLI::IsMember({"nano", "lite", "small"}));
   app.add_option(
@@ -15,7 +31,8 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
       ->check(CLI::Range(0.0, 0.99));
   app.add_option("--drop-path", o.drop_path, "Stochastic depth rate of the last block")
       ->check(CLI::Range(0.0, 0.99));
-  app.add_option("--epochs", o.epochs, "Number of epochs")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", o.epochs, "Number of epochs (unused with --time-budget)")
+      ->check(CLI::PositiveNumber);
   app.add_option("-b,--batch-size", o.batch_size, "Batch size")->check(CLI::PositiveNumber);
   app.add_option("--opt", o.opt, "Optimizer")->check(CLI::IsMember({"adamw", "adam", "sgd"}));
   app.add_option("--lr", o.lr, "Peak learning rate")->check(CLI::PositiveNumber);
@@ -43,6 +60,14 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--smoothing", o.smoothing, "Label smoothing")->check(CLI::Range(0.0, 0.99));
   app.add_option("--clip-grad", o.clip_grad, "Clip gradients to this global norm (0: off)")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--model-ema", o.model_ema,
+               "Keep an exponential moving average of the weights, evaluated beside them; "
+               "model.safetensors gets the better of the two");
+  app.add_option("--model-ema-decay", o.model_ema_decay,
+                 "Model EMA decay: ema = decay * ema + (1 - decay) * weights after every step")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--model-ema-warmup", o.model_ema_warmup,
+               "Model EMA decay warmup: step n uses min(decay, (1 + n) / (10 + n))");
   app.add_option("--augment", o.augment, "Augmentation")
       ->check(CLI::IsMember({"none", "basic", "randaugment", "autoaugment"}));
   app.add_option("--randaugment-n", o.randaugment_n, "RandAugment: ops per image")
@@ -72,12 +97,39 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--init", o.init, "Start from the weights of a .safetensors file");
   app.add_option("--eval-every", o.eval_every, "Evaluate on the test set every N epochs")
       ->check(CLI::PositiveNumber);
+  app.add_option("--tta", o.tta,
+                 "Test-time augmentation of the evaluation: flip averages the logits of each "
+                 "image and its mirror")
+      ->check(CLI::IsMember({"none", "flip"}));
+  app.add_option("--time-budget", o.time_budget,
+                 "Train for this wall time instead of --epochs (90s, 30m, 2.5h, 1h30m or "
+                 "seconds), evaluation included; the schedule is sized to it")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              parse_duration(text);
+              return {};
+            } catch (const Error& e) {
+              return e.what();
+            }
+          },
+          "DURATION"));
   app.add_option("--log-every", o.log_every, "Log training metrics every N steps")
       ->check(CLI::PositiveNumber);
   app.add_flag("!--no-progress", o.progress, "Plain log lines instead of a progress bar");
   app.add_option("--stop-after-steps", o.stop_after_steps,
                  "Stop with a checkpoint after N steps (for testing resume)")
       ->check(CLI::NonNegativeNumber);
+}
+
+void validate_train_options(const TrainOptions& o) {
+  PW_CHECK(o.model_ema_decay >= 0.0 && o.model_ema_decay <= 1.0,
+           "[--model-ema-decay] must be in [0, 1], got {}", o.model_ema_decay);
+  parse_tta(o.tta, "--tta");
+  if (!o.time_budget.empty()) parse_duration(o.time_budget, "--time-budget");
+  PW_CHECK(o.epochs > 0 || !o.time_budget.empty(), "[--epochs] must be positive, got {}", o.epochs);
+  PW_CHECK(o.batch_size > 0, "[--batch-size] must be positive, got {}", o.batch_size);
+  PW_CHECK(o.eval_every > 0, "[--eval-every] must be positive, got {}", o.eval_every);
 }
 
 }  // namespace pw::app

@@ -32,6 +32,10 @@ struct TrainOptions {
   std::int64_t patience_epochs = 5;
   double smoothing = 0.1;
   double clip_grad = 0.0;
+  // model EMA (timm's flags): an average of the weights, evaluated beside them (optim/ema.h)
+  bool model_ema = false;
+  double model_ema_decay = 0.9998;
+  bool model_ema_warmup = false;
   // data
   std::string augment = "basic";
   std::int64_t randaugment_n = 2;
@@ -54,6 +58,12 @@ struct TrainOptions {
   std::string resume;
   std::string init;
   std::int64_t eval_every = 1;
+  std::string tta = "none";  // test-time augmentation of the evaluation: none or flip
+  // A wall-time budget ("30m", "1h30m", ...; apps/train/budget.h) that sizes the run instead
+  // of --epochs; "" trains for --epochs.
+  std::string time_budget;
+  // The recipe (apps/train/recipes.h) whose values are the defaults of this run; "" none.
+  std::string recipe;
   std::int64_t log_every = 20;
   bool progress = true;
   std::int64_t stop_after_steps = 0;  // testing aid: stop (with a checkpoint) after N steps
@@ -63,11 +73,16 @@ struct TrainOptions {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     TrainOptions, preset, model, dropout, drop_path, epochs, batch_size, opt, lr, min_lr,
     weight_decay, momentum, sched, warmup_epochs, warmup_lr, decay_milestones, decay_rate,
-    decay_epochs, patience_epochs, smoothing, clip_grad, augment, randaugment_n, randaugment_m,
-    mixup, cutmix, cutout, data, limit_train, limit_test, no_shuffle, workers, seed, threads,
-    precision, output, name, resume, init, eval_every, log_every, progress, stop_after_steps)
+    decay_epochs, patience_epochs, smoothing, clip_grad, model_ema, model_ema_decay,
+    model_ema_warmup, augment, randaugment_n, randaugment_m, mixup, cutmix, cutout, data,
+    limit_train, limit_test, no_shuffle, workers, seed, threads, precision, output, name, resume,
+    init, eval_every, tta, time_budget, recipe, log_every, progress, stop_after_steps)
 
 // Declares every flag of `vit train` on `app` with its default in the help text.
 void add_train_flags(CLI::App& app, TrainOptions& o);
+
+// Checks the values that the flags' own validators check, for options built in code; errors
+// name the flag.
+void validate_train_options(const TrainOptions& o);
 
 }  // namespace pw::app

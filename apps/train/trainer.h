@@ -12,6 +12,8 @@ struct TrainResult {
   std::string run_dir;
   double best_accuracy = -1;
   double final_accuracy = -1;
+  double final_accuracy_ema = -1;     // -1 without --model-ema
+  std::string model_weights = "raw";  // what model.safetensors holds: "raw" or "ema"
   double wall_seconds = 0;
   double images_per_sec = 0;
   bool interrupted = false;  // stopped by a signal or --stop-after-steps, with a checkpoint

@@ -1,0 +1,141 @@
+// `vit train --time-budget`: durations, the planner's arithmetic by hand, and a budgeted run
+// on synthetic data checked against its own measured step times.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/train/budget.h"
+#include "apps/train/trainer.h"
+#include "cifar_fixture.h"
+
+using namespace pw;
+using namespace pw::app;
+namespace fs = std::filesystem;
+
+TEST_CASE("durations read as 90s, 30m, 2.5h, 1h30m or plain seconds", "[train][budget]") {
+  CHECK(parse_duration("90s") == 90);
+  CHECK(parse_duration("30m") == 1800);
+  CHECK(parse_duration("2.5h") == 9000);
+  CHECK(parse_duration("1h30m") == 5400);
+  CHECK(parse_duration("1h2m3s") == 3723);
+  CHECK(parse_duration("45") == 45);
+  CHECK(parse_duration("12.5") == 12.5);
+  for (const char* bad : {"", "abc", "30x", "1m1h", "1h1h", "1h30", "m", "1 h", "+5", "1e3s"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(parse_duration(bad), Catch::StartsWith("[--time-budget] expected") &&
+                                               Catch::Contains(std::string("'") + bad + "'"));
+  }
+  CHECK_THROWS_WITH(parse_duration("0"), "[--time-budget] the duration must be positive, got '0'");
+  CHECK_THROWS_WITH(parse_duration("-5m"), Catch::Contains("must be positive"));
+  CHECK(describe_duration(9.54) == "9.5s");
+  CHECK(describe_duration(125) == "2m05s");
+  CHECK(describe_duration(5400) == "1h30m");
+}
+
+TEST_CASE("the budget planner fits steps, epoch ends and evaluations, by hand", "[train][budget]") {
+  // 10 steps an epoch; until measured, an evaluation costs 2 steps and an epoch end 1 second.
+  BudgetPlanner p(100, 10, 1, 2.0, 1.0);
+  for (int i = 0; i < BudgetPlanner::kSkippedSteps; ++i) p.record_step(50.0);  // start-up: left out
+  CHECK_FALSE(p.ready());
+  for (int i = 0; i < BudgetPlanner::kMeasuredSteps; ++i) p.record_step(1.0);
+  REQUIRE(p.ready());
+  CHECK(p.costs().step == 1.0);
+  CHECK(p.costs().eval == 2.0);
+  CHECK(p.costs().epoch_end == 1.0);
+  // T steps: T + ceil(T/10) epoch ends + as many evaluations * 2 + 1 (the final save).
+  // T = 75: 75 + 8 + 16 + 1 = 100 fits; T = 76: 76 + 8 + 16 + 1 = 101 does not.
+  CHECK(p.time_to_finish(75, 0, 1) == 100.0);
+  CHECK(p.plan(0, 0, 1) == 75);
+  // 20 seconds in, with 20 steps and 2 epoch ends behind: 80 s for T - 20 steps and the rest.
+  // T = 79: 59 + 6 + 12 + 1 = 78 fits; T = 80: 60 + 6 + 12 + 1 = 79 fits; T = 81: 61 + 7 + 14
+  // + 1 = 83 does not.
+  CHECK(p.plan(20, 20, 3) == 80);
+  // Past the budget: stop now.
+  CHECK(p.plan(99.5, 30, 4) == 30);
+
+  // Evaluations every 2 epochs, and after the last: T = 80 costs 80 + 8 + (3 + 1) * 2 + 1 = 97;
+  // T = 81 starts a ninth epoch: 81 + 9 + (4 + 1) * 2 + 1 = 101.
+  BudgetPlanner q(100, 10, 2, 2.0, 1.0);
+  for (int i = 0; i < BudgetPlanner::kSkippedSteps + BudgetPlanner::kMeasuredSteps; ++i)
+    q.record_step(1.0);
+  CHECK(q.time_to_finish(80, 0, 1) == 97.0);
+  CHECK(q.time_to_finish(81, 0, 1) == 101.0);
+  CHECK(q.plan(0, 0, 1) == 80);
+  // Measured costs replace the guesses: evaluations of 5 s, epoch ends of up to 3 s.
+  q.record_eval(5.0);
+  q.record_epoch_end(0.5);
+  q.record_epoch_end(3.0);
+  CHECK(q.costs().eval == 5.0);
+  CHECK(q.costs().epoch_end == 3.0);
+}
+
+namespace {
+
+std::vector<nlohmann::json> records(const fs::path& run, const std::string& type) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == type) out.push_back(j);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a budgeted run ends within its budget with its lr at the minimum", "[train][budget]") {
+  testing::TempDir tmp("budget");
+  testing::write_synthetic_cifar(tmp.path / "data", 256, 64);
+  TrainOptions o;
+  o.data = (tmp.path / "data").string();
+  o.output = (tmp.path / "runs").string();
+  o.name = "run";
+  o.progress = false;
+  o.workers = 1;
+  o.model = {"depth=1", "dim=32", "heads=2", "mlp_dim=64"};
+  o.batch_size = 32;  // 8 steps an epoch
+  o.epochs = 1000;    // unused with a budget
+  o.log_every = 1;
+  o.warmup_epochs = 1;
+  o.lr = 2e-3;
+  o.min_lr = 1e-5;
+  o.model_ema = true;
+  o.time_budget = "3s";
+  const double budget = 3.0;
+  const TrainResult r = train(o);
+  REQUIRE_FALSE(r.interrupted);
+  const fs::path run = r.run_dir;
+  for (const char* f : {"args.json", "metrics.jsonl", "checkpoint-last.safetensors",
+                        "checkpoint-best.safetensors", "model.safetensors", "curves.png"})
+    CHECK(fs::exists(run / f));
+  CHECK(nlohmann::json::parse(std::ifstream(run / "args.json"))["time_budget"] == "3s");
+
+  const auto steps = records(run, "step"), epochs = records(run, "epoch");
+  const auto summary = records(run, "summary");
+  REQUIRE(summary.size() == 1);
+  REQUIRE(epochs.size() >= 2);
+  REQUIRE(steps.size() == static_cast<std::size_t>(epochs.back()["global_step"].get<int>()));
+  // The run's slowest step, from its own clock (steps within one epoch).
+  double step_time = 0;
+  for (std::size_t i = 1; i < steps.size(); ++i)
+    if (steps[i]["epoch"] == steps[i - 1]["epoch"])
+      step_time = std::max(step_time, steps[i]["elapsed_seconds"].get<double>() -
+                                          steps[i - 1]["elapsed_seconds"].get<double>());
+  const double end = summary[0]["elapsed_seconds"].get<double>();
+  INFO("end " << end << " s, slowest step " << step_time << " s, " << steps.size() << " steps");
+  CHECK(end <= budget + step_time + 0.5);
+  CHECK(end >= 0.6 * budget);  // it used its budget rather than stopping early
+  CHECK(summary[0]["time_budget_seconds"] == budget);
+
+  // The last (possibly partial) epoch was evaluated and logged, with the schedule at its end.
+  const auto& last = epochs.back();
+  CHECK(last.contains("test_accuracy"));
+  CHECK(last.contains("test_accuracy_ema"));
+  CHECK(last["planned_steps"] == last["global_step"]);
+  CHECK(last["lr"].get<double>() == Approx(o.min_lr));
+  // The last step already ran at an lr near the minimum: the plan was right before the end.
+  const double last_lr = steps.back()["lr"].get<double>();
+  CHECK(last_lr - o.min_lr < 0.05 * (o.lr - o.min_lr));
+  for (const auto& e : epochs) CHECK(e["elapsed_seconds"].get<double>() <= end);
+}
