@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all deps configure build test train bench compare clean format
+.PHONY: all deps configure build test train train-long bench compare clean format
 
 all: build
 
@@ -22,11 +22,16 @@ build: configure
 test: build
 	cd $(BUILD) && OMP_NUM_THREADS=1 ctest --output-on-failure -j $(JOBS) --timeout 600
 
-# The default recipe: chosen to finish within 40 minutes on a 2-core machine (see README).
+# The recipes of apps/train/recipes.cpp (`vit train --help` lists them): `default` for
+# `make train`, `long` for `make train-long`. Flags in TRAIN_ARGS override a recipe's values.
 TRAIN_ARGS ?=
 train: configure
 	cmake --build $(BUILD) --target vit -j $(JOBS)
-	$(BUILD)/vit train $(TRAIN_ARGS)
+	$(BUILD)/vit train --recipe default $(TRAIN_ARGS)
+
+train-long: configure
+	cmake --build $(BUILD) --target vit -j $(JOBS)
+	$(BUILD)/vit train --recipe long $(TRAIN_ARGS)
 
 # patchwork and PyTorch (Debian's python3-torch, installed on demand) side by side.
 compare: configure

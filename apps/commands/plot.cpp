@@ -23,6 +23,7 @@ namespace {
 constexpr std::array<double, 3> kBlue{0.122, 0.467, 0.706};
 constexpr std::array<double, 3> kOrange{1.0, 0.498, 0.055};
 constexpr std::array<double, 3> kGreen{0.173, 0.627, 0.173};
+constexpr std::array<double, 3> kRed{0.839, 0.153, 0.157};
 
 fs::path metrics_path(const fs::path& run_dir) {
   return fs::is_directory(run_dir) ? run_dir / "metrics.jsonl" : run_dir;
@@ -33,24 +34,32 @@ std::vector<Chart> curve_charts(const MetricsHistory& h) {
   Series step_loss{"train loss (per logged step)", kBlue, {}, 1.2, 0.45, false};
   Series train_loss{"train loss (epoch mean)", kBlue, {}, 2.2, 1.0, true};
   Series test_loss{"test loss", kOrange, {}, 2.2, 1.0, true};
+  Series test_loss_ema{"test loss (EMA)", kRed, {}, 2.2, 1.0, true};
   for (const auto& s : h.steps)
     step_loss.points.emplace_back(static_cast<double>(s.global_step), s.loss);
   for (const auto& e : h.epochs) {
     train_loss.points.emplace_back(static_cast<double>(e.global_step), e.train_loss);
     if (e.test_loss)
       test_loss.points.emplace_back(static_cast<double>(e.global_step), *e.test_loss);
+    if (e.test_loss_ema)
+      test_loss_ema.points.emplace_back(static_cast<double>(e.global_step), *e.test_loss_ema);
   }
   loss.series = {step_loss, train_loss, test_loss};
+  if (!test_loss_ema.points.empty()) loss.series.push_back(test_loss_ema);
 
   Chart acc{"Accuracy", "epoch", "accuracy (%)", {}, true, "no epoch finished yet"};
   Series train_acc{"train", kBlue, {}, 2.2, 1.0, true};
   Series test_acc{"test", kOrange, {}, 2.2, 1.0, true};
+  Series test_acc_ema{"test (EMA)", kRed, {}, 2.2, 1.0, true};
   for (const auto& e : h.epochs) {
     train_acc.points.emplace_back(static_cast<double>(e.epoch), 100 * e.train_accuracy);
     if (e.test_accuracy)
       test_acc.points.emplace_back(static_cast<double>(e.epoch), 100 * *e.test_accuracy);
+    if (e.test_accuracy_ema)
+      test_acc_ema.points.emplace_back(static_cast<double>(e.epoch), 100 * *e.test_accuracy_ema);
   }
   acc.series = {train_acc, test_acc};
+  if (!test_acc_ema.points.empty()) acc.series.push_back(test_acc_ema);
 
   Chart lr{"Learning rate", "step", "learning rate", {}, true, "no steps logged yet"};
   Series lr_line{"", kGreen, {}, 2.0, 1.0, false};
@@ -85,9 +94,13 @@ MetricsHistory read_metrics(const fs::path& path) {
                        number("train_loss"),
                        number("train_accuracy"),
                        std::nullopt,
+                       std::nullopt,
+                       std::nullopt,
                        std::nullopt};
         if (j.contains("test_loss")) e.test_loss = number("test_loss");
         if (j.contains("test_accuracy")) e.test_accuracy = number("test_accuracy");
+        if (j.contains("test_loss_ema")) e.test_loss_ema = number("test_loss_ema");
+        if (j.contains("test_accuracy_ema")) e.test_accuracy_ema = number("test_accuracy_ema");
         h.epochs.push_back(e);
       }
     } catch (const nlohmann::json::exception& e) {

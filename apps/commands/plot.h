@@ -23,6 +23,7 @@ struct EpochMetrics {
   double train_loss = 0;
   double train_accuracy = 0;  // fraction in [0, 1]
   std::optional<double> test_loss, test_accuracy;
+  std::optional<double> test_loss_ema, test_accuracy_ema;  // runs with --model-ema
 };
 
 struct MetricsHistory {
@@ -34,7 +35,8 @@ struct MetricsHistory {
 MetricsHistory read_metrics(const std::filesystem::path& path);
 
 // Draws the curves of run_dir/metrics.jsonl (or of run_dir itself when it is a file) into the
-// PNG `out`: loss per step and per epoch, train/test accuracy per epoch, learning rate per step.
+// PNG `out`: loss per step and per epoch, train/test accuracy per epoch (and the model EMA's
+// test figures when the run keeps one), learning rate per step.
 void write_curves_png(const std::filesystem::path& run_dir, const std::filesystem::path& out);
 
 // Declares `plot` with its flags on `app`.

@@ -206,9 +206,9 @@ TrainResult train(TrainOptions o) {
   // ---- the checkpoint to resume from: its state sizes a budgeted schedule ----
   std::optional<LoadedModel> resumed;
   TrainState state;
-  fs::path run_dir;
+  fs::path run_dir, ckpt;
   if (!o.resume.empty()) {
-    const fs::path ckpt = resolve_resume_checkpoint(o.resume);
+    ckpt = resolve_resume_checkpoint(o.resume);
     run_dir = ckpt.parent_path();
     resumed = load_model_file(ckpt.string());
     PW_CHECK(resumed->is_checkpoint, "[--resume] {} is a weights file, not a checkpoint",
@@ -242,9 +242,9 @@ TrainResult train(TrainOptions o) {
     if (schedule.per_step) schedule.per_step->load_state_dict(state.scheduler);
     if (schedule.plateau) schedule.plateau->load_state_dict(state.scheduler);
     default_generator().set_state(state.rng);
-    progress.message(fmt::format("resumed {} at epoch {} batch {} (step {})",
-                                 (run_dir / "checkpoint-last.safetensors").string(),
-                                 state.epoch + 1, state.batch, state.global_step));
+    progress.message(fmt::format("resumed {} at epoch {} batch {} (step {}, {} of wall time)",
+                                 ckpt.string(), state.epoch + 1, state.batch, state.global_step,
+                                 format_duration(state.elapsed_seconds)));
   }
   // The average starts from the weights the run starts from (or resumes with its saved state);
   // a second model of the same shape evaluates it.
