@@ -27,6 +27,10 @@ TEST_CASE("durations read as 90s, 30m, 2.5h, 1h30m or plain seconds", "[train][b
   }
   CHECK_THROWS_WITH(parse_duration("0"), "[--time-budget] the duration must be positive, got '0'");
   CHECK_THROWS_WITH(parse_duration("-5m"), Catch::Contains("must be positive"));
+  CHECK_FALSE(parse_time_budget("").has_value());
+  CHECK_FALSE(parse_time_budget("none").has_value());  // overrides a recipe's budget
+  CHECK(parse_time_budget("1h") == 3600);
+  CHECK_THROWS_WITH(parse_time_budget("soon"), Catch::Contains("[--time-budget]"));
   CHECK(describe_duration(9.54) == "9.5s");
   CHECK(describe_duration(125) == "2m05s");
   CHECK(describe_duration(5400) == "1h30m");

@@ -41,6 +41,11 @@ double parse_duration(const std::string& text, const std::string& flag) {
   return total;
 }
 
+std::optional<double> parse_time_budget(const std::string& text) {
+  if (text.empty() || text == "none") return std::nullopt;
+  return parse_duration(text, "--time-budget");
+}
+
 std::string describe_duration(double seconds) {
   if (seconds < 60) return fmt::format("{:.1f}s", seconds);
   const auto s = static_cast<std::int64_t>(std::llround(seconds));

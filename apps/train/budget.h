@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 
 namespace pw::app {
@@ -13,6 +14,9 @@ namespace pw::app {
 // Seconds in a duration written as "90s", "30m", "2.5h", "1h30m", "1h2m3s" or plain seconds
 // ("45", "12.5"); anything else, or a duration that is not positive, is an error naming `flag`.
 double parse_duration(const std::string& text, const std::string& flag = "--time-budget");
+
+// The --time-budget flag: no budget for "" or "none", else parse_duration's seconds.
+std::optional<double> parse_time_budget(const std::string& text);
 
 // Seconds as a short duration: "1h30m", "2m05s", "9.5s".
 std::string describe_duration(double seconds);

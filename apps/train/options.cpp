@@ -103,11 +103,11 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
       ->check(CLI::IsMember({"none", "flip"}));
   app.add_option("--time-budget", o.time_budget,
                  "Train for this wall time instead of --epochs (90s, 30m, 2.5h, 1h30m or "
-                 "seconds), evaluation included; the schedule is sized to it")
+                 "seconds; none: no budget), evaluation included; the schedule is sized to it")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
             try {
-              parse_duration(text);
+              parse_time_budget(text);
               return {};
             } catch (const Error& e) {
               return e.what();
@@ -126,8 +126,8 @@ void validate_train_options(const TrainOptions& o) {
   PW_CHECK(o.model_ema_decay >= 0.0 && o.model_ema_decay <= 1.0,
            "[--model-ema-decay] must be in [0, 1], got {}", o.model_ema_decay);
   parse_tta(o.tta, "--tta");
-  if (!o.time_budget.empty()) parse_duration(o.time_budget, "--time-budget");
-  PW_CHECK(o.epochs > 0 || !o.time_budget.empty(), "[--epochs] must be positive, got {}", o.epochs);
+  const bool budget = parse_time_budget(o.time_budget).has_value();
+  PW_CHECK(o.epochs > 0 || budget, "[--epochs] must be positive, got {}", o.epochs);
   PW_CHECK(o.batch_size > 0, "[--batch-size] must be positive, got {}", o.batch_size);
   PW_CHECK(o.eval_every > 0, "[--eval-every] must be positive, got {}", o.eval_every);
 }

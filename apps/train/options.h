@@ -60,7 +60,7 @@ struct TrainOptions {
   std::int64_t eval_every = 1;
   std::string tta = "none";  // test-time augmentation of the evaluation: none or flip
   // A wall-time budget ("30m", "1h30m", ...; apps/train/budget.h) that sizes the run instead
-  // of --epochs; "" trains for --epochs.
+  // of --epochs; "" or "none" trains for --epochs.
   std::string time_budget;
   // The recipe (apps/train/recipes.h) whose values are the defaults of this run; "" none.
   std::string recipe;

@@ -190,8 +190,7 @@ TrainResult train(TrainOptions o) {
   const PrecisionChoice precision = resolve_precision(o.precision);
   o.precision = precision.precision;
   const Tta tta = parse_tta(o.tta);
-  const std::optional<double> budget =
-      o.time_budget.empty() ? std::nullopt : std::optional<double>(parse_duration(o.time_budget));
+  const std::optional<double> budget = parse_time_budget(o.time_budget);
 
   // ---- data ----
   const auto where = data::locate_cifar10(data::default_locate_options(
