@@ -363,6 +363,17 @@ TEST_CASE("model.safetensors gets the EMA weights when they score better", "[tra
   CHECK(by_name(saved.weights) == by_name(load_model_file(o.init).weights));
   // The best checkpoint counts the EMA's accuracy too.
   CHECK(wrecked.best_accuracy == good.final_accuracy);
+
+  // Resuming the finished run trains nothing and keeps the choice (from its last evaluation).
+  TrainOptions again = o;
+  again.init.clear();
+  again.resume = wrecked.run_dir;
+  const TrainResult done = train(again);
+  CHECK(done.model_weights == "ema");
+  CHECK(done.final_accuracy == wrecked.final_accuracy);
+  const auto kept = load_model_file((fs::path(wrecked.run_dir) / "model.safetensors").string());
+  CHECK(by_name(kept.weights) == by_name(saved.weights));
+  CHECK(records(wrecked.run_dir, "summary").size() == 1);
 }
 
 TEST_CASE("flip TTA averages the logits of a batch and of its mirror", "[train][tta]") {

@@ -91,6 +91,15 @@ class MetricsLog {
     }
   }
   void add(const nlohmann::json& j) { lines_.push_back(j.dump()); }
+  // The last evaluated epoch record, or null.
+  nlohmann::json last_evaluation() const {
+    for (auto it = lines_.rbegin(); it != lines_.rend(); ++it) {
+      auto j = nlohmann::json::parse(*it, nullptr, false);
+      if (!j.is_discarded() && j.value("type", "") == "epoch" && j.contains("test_accuracy"))
+        return j;
+    }
+    return nullptr;
+  }
   void flush() const {
     std::string text;
     for (const auto& l : lines_) text += l + "\n";
@@ -497,7 +506,16 @@ TrainResult train(TrainOptions o) {
   }
 
   // ---- the weights file: the better of the raw and the averaged weights ----
+  if (result.final_accuracy < 0) {
+    // Nothing was evaluated here: the resumed run had already finished its last epoch.
+    const nlohmann::json last = metrics.last_evaluation();
+    if (last.is_object()) {
+      result.final_accuracy = last.value("test_accuracy", -1.0);
+      result.final_accuracy_ema = last.value("test_accuracy_ema", -1.0);
+    }
+  }
   const bool use_ema = ema && result.final_accuracy_ema > result.final_accuracy;
+  if (use_ema) ema->copy_to(ema_model->state_dict());
   result.model_weights = use_ema ? "ema" : "raw";
   save_model_weights((run_dir / "model.safetensors").string(), use_ema ? *ema_model : model, info);
   if (ema)
