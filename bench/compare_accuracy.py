@@ -9,7 +9,8 @@ time counts), its final accuracy and its training images/s.
   bench/compare_accuracy.py --budget 10m --recipe default --output /tmp/cmp
 
 PyTorch gets the resolved values of patchwork's run (its args.json): preset, --model overrides,
-batch size, lr, min-lr, warmup, weight decay, label smoothing, precision. Options that
+batch size, lr, min-lr, warmup, weight decay, label smoothing, precision, model EMA and
+test-time augmentation. Options that
 bench/pytorch_recipe.py does not reproduce (EMA, test-time augmentation, Mixup, RandAugment...)
 are listed under the table, so a reader knows what the PyTorch column lacks.
 """
@@ -26,7 +27,7 @@ MIRRORED = {"batch_size": "--batch-size", "lr": "--lr", "min_lr": "--min-lr", "w
             "warmup_epochs": "--warmup-epochs", "weight_decay": "--weight-decay",
             "smoothing": "--smoothing", "seed": "--seed"}
 # Options whose value in args.json, if not this default, PyTorch does not reproduce.
-NOT_MIRRORED = {"model_ema": False, "tta": "none", "mixup": 0.0, "cutmix": 0.0, "cutout": 0,
+NOT_MIRRORED = {"mixup": 0.0, "cutmix": 0.0, "cutout": 0,
                 "augment": "basic", "drop_path": 0.0, "dropout": 0.0, "clip_grad": 0.0,
                 "opt": "adamw", "sched": "cosine"}
 
@@ -80,6 +81,10 @@ def main():
             "--preset", a["preset"], "--precision", a.get("precision", "auto"), "--metrics", str(torch_metrics)]
     for key, flag in MIRRORED.items():
         tcmd += [flag, str(a[key])]
+    if a.get("model_ema"):
+        tcmd += ["--model-ema", "--model-ema-decay", str(a["model_ema_decay"])]
+        tcmd += ["--model-ema-warmup"] if a.get("model_ema_warmup") else []
+    tcmd += ["--tta", a.get("tta", "none")]
     if a.get("model"):
         tcmd += ["--model", *a["model"]]
     print("$", " ".join(tcmd), flush=True)

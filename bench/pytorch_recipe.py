@@ -15,7 +15,8 @@ torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's fastest CPU mode.
       --model stem=conv dim=128 depth=2 --lr 2e-3 --metrics out.jsonl
 
 Every epoch appends one JSON line to --metrics (and prints it): epoch, elapsed_seconds (wall
-time since the script started, evaluation included), test_accuracy, train_loss, lr, images_per_sec.
+time since the script started, evaluation included), test_accuracy, train_loss, lr, images_per_sec;
+with --model-ema, test_accuracy is the better of the raw and the averaged weights (both logged).
 """
 import time
 
@@ -257,12 +258,15 @@ def config_from(args):
     return c
 
 
-def evaluate(model, images, labels, autocast, batch=500):
+def evaluate(model, images, labels, autocast, tta, batch=500):
     model.eval()
     correct = 0
     with torch.no_grad(), autocast():
         for i in range(0, len(images), batch):
-            logits = model(normalise(images[i:i + batch]))
+            x = normalise(images[i:i + batch])
+            logits = model(x).float()
+            if tta == "flip":  # the mean of the logits of each image and its mirror
+                logits = 0.5 * (logits + model(x.flip(-1)).float())
             correct += (logits.argmax(1) == labels[i:i + batch]).sum().item()
     model.train()
     return correct / len(images)
@@ -284,6 +288,10 @@ def main():
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--model-ema", action="store_true", help="also evaluate an EMA of the weights (timm ModelEmaV3)")
+    p.add_argument("--model-ema-decay", type=float, default=0.9998)
+    p.add_argument("--model-ema-warmup", action="store_true", help="decay min(decay, (1+step)/(10+step))")
+    p.add_argument("--tta", default="none", choices=["none", "flip"])
     p.add_argument("--metrics", help="append one JSON line per epoch to this file")
     args = p.parse_args()
 
@@ -301,6 +309,7 @@ def main():
     groups = [{"params": [p for n, p in model.named_parameters() if not no_decay(n, p)]},
               {"params": [p for n, p in model.named_parameters() if no_decay(n, p)], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    ema = [p.detach().clone() for p in model.parameters()] if args.model_ema else None
 
     n = len(train_x)
     steps_per_epoch = n // args.batch_size  # the last partial batch is dropped, as vit train does
@@ -335,6 +344,13 @@ def main():
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                d = args.model_ema_decay
+                if args.model_ema_warmup:
+                    d = min(d, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    torch._foreach_mul_(ema, d)
+                    torch._foreach_add_(ema, [p.detach() for p in model.parameters()], alpha=1 - d)
             losses.append(loss.item())
             step += 1
             if total is None and step == 20:  # first estimate: 20 steps, evaluation at 1/3 of a step per image
@@ -347,12 +363,24 @@ def main():
         train_seconds = time.perf_counter() - t_epoch
         step_time = train_seconds / max(1, len(losses))
         t_eval = time.perf_counter()
-        acc = evaluate(model, test_x, test_y, autocast)
+        acc = evaluate(model, test_x, test_y, autocast, args.tta)
+        rec = {}
+        if ema is not None:  # evaluate the averaged weights too; the better one is the result
+            raw = [p.detach().clone() for p in model.parameters()]
+            with torch.no_grad():
+                for p, e in zip(model.parameters(), ema):
+                    p.copy_(e)
+            rec["test_accuracy_ema"] = evaluate(model, test_x, test_y, autocast, args.tta)
+            rec["test_accuracy_raw"] = acc
+            with torch.no_grad():
+                for p, r in zip(model.parameters(), raw):
+                    p.copy_(r)
+            acc = max(acc, rec["test_accuracy_ema"])
         eval_time = time.perf_counter() - t_eval
         epoch += 1
         rec = {"epoch": epoch, "global_step": step, "elapsed_seconds": time.perf_counter() - T0,
                "test_accuracy": acc, "train_loss": float(np.mean(losses)), "lr": lr,
-               "images_per_sec": len(losses) * args.batch_size / train_seconds}
+               "images_per_sec": len(losses) * args.batch_size / train_seconds, **rec}
         print(json.dumps(rec), flush=True)
         if out:
             out.write(json.dumps(rec) + "\n")
