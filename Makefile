@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 
-.PHONY: all deps configure build test train train-long bench compare clean format
+.PHONY: all deps configure build test train train-long bench compare compare-accuracy clean format
 
 all: build
 
@@ -38,6 +38,14 @@ compare: configure
 	cmake --build $(BUILD) --target vit -j $(JOBS)
 	@PATCHWORK_WITH_TORCH=1 bash scripts/install-deps.sh
 	/usr/bin/python3 bench/compare.py --vit $(BUILD)/vit
+
+# Accuracy per minute: the default recipe in patchwork, then the same model and recipe in PyTorch,
+# each with the same time budget (BUDGET, default 30m); prints accuracy at 5, 10, 15, 20, 30 min.
+BUDGET ?= 30m
+compare-accuracy: configure
+	cmake --build $(BUILD) --target vit -j $(JOBS)
+	@PATCHWORK_WITH_TORCH=1 bash scripts/install-deps.sh
+	/usr/bin/python3 bench/compare_accuracy.py --vit $(BUILD)/vit --budget $(BUDGET)
 
 bench: build
 	$(BUILD)/bench/patchwork_bench

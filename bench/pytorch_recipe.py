@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""A patchwork training recipe in PyTorch, under the same wall-time budget, for an honest
+accuracy-per-minute comparison on the same machine (see bench/compare_accuracy.py).
+
+The model is the ViT family of patchwork's ViTConfig (patch or convolutional tokenizer, class
+token / mean / sequence pooling, learned / sin-cos / no position embedding), with timm's
+parameter names; the training loop follows `vit train`: AdamW without weight decay on biases,
+norms, position embedding and class token; label smoothing; random crop (zero padding 4) and
+horizontal flip; linear warmup then cosine to --min-lr, with the schedule sized to the time
+budget from the speed measured in the first steps; evaluation on the full test set after every
+epoch. Where the CPU has native bf16 units (avx512_bf16 or amx_bf16), forward and loss run under
+torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's fastest CPU mode.
+
+  bench/pytorch_recipe.py --data ../shared/data/cifar-10-binary.tar.gz --time-budget 30m \
+      --model stem=conv dim=128 depth=2 --lr 2e-3 --metrics out.jsonl
+
+Every epoch appends one JSON line to --metrics (and prints it): epoch, elapsed_seconds (wall
+time since the script started, evaluation included), test_accuracy, train_loss, lr, images_per_sec;
+with --model-ema, test_accuracy is the better of the raw and the averaged weights (both logged).
+"""
+import time
+
+T0 = time.perf_counter()  # the budget counts from here, as `vit train` counts from its start
+
+import argparse
+import json
+import math
+import re
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+CONFIG = dict(image_size=32, patch_size=4, channels=3, num_classes=10, dim=128, depth=6, heads=4,
+              mlp_dim=256, pool="cls", pos_embed="learn", stem="patch", stem_layers=2,
+              stem_channels=64, stem_kernel=3, stem_stride=1, stem_pool="max", eps=1e-6,
+              qkv_bias=True)
+PRESETS = {
+    "nano": dict(dim=128, depth=6, heads=4, mlp_dim=256),
+    "lite": dict(dim=256, depth=7, heads=4, mlp_dim=512),
+    "small": dict(dim=384, depth=7, heads=12, mlp_dim=384),
+}
+
+
+# ---- the model ----
+class Attention(nn.Module):
+    def __init__(self, dim, heads, qkv_bias):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, D = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, D))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(c["dim"], eps=c["eps"])
+        self.attn = Attention(c["dim"], c["heads"], c["qkv_bias"])
+        self.norm2 = nn.LayerNorm(c["dim"], eps=c["eps"])
+        self.mlp = Mlp(c["dim"], c["mlp_dim"])
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x)).float()
+        return x + self.mlp(self.norm2(x)).float()
+
+
+class ConvStem(nn.Module):
+    """CCT's tokenizer: per layer conv (no bias) -> ReLU -> 3x3 stride-2 max-pool."""
+
+    def __init__(self, c):
+        super().__init__()
+        widths = [c["channels"]] + [c["stem_channels"]] * (c["stem_layers"] - 1) + [c["dim"]]
+        k, s = c["stem_kernel"], c["stem_stride"]
+        self.conv = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], k, s, k // 2, bias=False)
+                                  for i in range(c["stem_layers"]))
+        for conv in self.conv:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        self.pool = c["stem_pool"] == "max"
+        side = c["image_size"]
+        for _ in range(c["stem_layers"]):
+            side = (side + 2 * (k // 2) - k) // s + 1
+            if self.pool:
+                side = (side + 2 - 3) // 2 + 1
+        self.grid = side
+
+    def forward(self, x):
+        for conv in self.conv:
+            x = F.relu(conv(x))
+            if self.pool:
+                x = F.max_pool2d(x, 3, 2, 1)
+        return x.flatten(2).transpose(1, 2)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.proj = nn.Conv2d(c["channels"], c["dim"], c["patch_size"], c["patch_size"])
+        self.grid = c["image_size"] // c["patch_size"]
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def sincos_2d(grid, dim):
+    """MAE's fixed 2-D sine-cosine embedding: half the channels for the row, half the column."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
+                            torch.arange(grid, dtype=torch.float64), indexing="ij")
+    parts = []
+    for pos in (ys.flatten(), xs.flatten()):
+        out = pos[:, None] * omega[None]
+        parts += [out.sin(), out.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.patch_embed = ConvStem(c) if c["stem"] == "conv" else PatchEmbed(c)
+        n = self.patch_embed.grid ** 2
+        prefix = 1 if c["pool"] == "cls" else 0
+        if prefix:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, c["dim"]))
+        if c["pos_embed"] == "learn":
+            self.pos_embed = nn.Parameter(torch.randn(1, n + prefix, c["dim"]) * 0.02)
+        elif c["pos_embed"] == "sincos":
+            table = sincos_2d(self.patch_embed.grid, c["dim"])
+            table = torch.cat([torch.zeros(prefix, c["dim"]), table])[None]
+            self.register_buffer("pos_embed", table, persistent=False)
+        else:
+            self.pos_embed = None
+        self.blocks = nn.Sequential(*[Block(c) for _ in range(c["depth"])])
+        self.norm = nn.LayerNorm(c["dim"], eps=c["eps"])
+        if c["pool"] == "attn":
+            self.attention_pool = nn.Linear(c["dim"], 1)
+        self.head = nn.Linear(c["dim"], c["num_classes"])
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        # The residual stream stays float32 under autocast (as patchwork's): torch 1.13's CPU
+        # layer_norm refuses a bf16 input with float32 weights.
+        x = self.patch_embed(x).float()
+        if self.c["pool"] == "cls":
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        x = self.norm(self.blocks(x))
+        if self.c["pool"] == "cls":
+            x = x[:, 0]
+        elif self.c["pool"] == "mean":
+            x = x.mean(1)
+        else:
+            w = self.attention_pool(x).softmax(dim=1)  # (B, T, 1)
+            x = (w.transpose(1, 2) @ x).squeeze(1)
+        return self.head(x)
+
+
+# ---- data ----
+def read_cifar10(path):
+    """uint8 (N, 3, 32, 32) images and int64 labels of the train and test splits."""
+    p = Path(path)
+    blobs = {}
+    if p.is_dir():
+        for f in p.glob("**/*.bin"):
+            blobs[f.name] = f.read_bytes()
+    else:
+        with tarfile.open(p, "r:gz") as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.endswith(".bin"):
+                    blobs[Path(m.name).name] = tar.extractfile(m).read()
+
+    def split(names):
+        missing = [n for n in names if n not in blobs]
+        if missing:
+            sys.exit(f"error: {path} has no {', '.join(missing)}")
+        rec = np.frombuffer(b"".join(blobs[n] for n in names), dtype=np.uint8).reshape(-1, 3073)
+        return (torch.from_numpy(rec[:, 1:].reshape(-1, 3, 32, 32).copy()),
+                torch.from_numpy(rec[:, 0].astype(np.int64)))
+
+    return split([f"data_batch_{i}.bin" for i in range(1, 6)]), split(["test_batch.bin"])
+
+
+def normalise(u8):
+    x = u8.float().div_(255.0)
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def augment(u8, gen):
+    """Random crop of the zero-padded (4 px) image and a horizontal flip with probability 1/2."""
+    B = u8.shape[0]
+    padded = F.pad(u8, (4, 4, 4, 4))
+    off = torch.randint(0, 9, (B, 2), generator=gen)
+    flip = torch.rand(B, generator=gen) < 0.5
+    out = torch.empty_like(u8)
+    for i in range(B):
+        dy, dx = int(off[i, 0]), int(off[i, 1])
+        img = padded[i, :, dy:dy + 32, dx:dx + 32]
+        out[i] = img.flip(-1) if flip[i] else img
+    return out
+
+
+# ---- training ----
+def parse_duration(text):
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
+    if not text.strip() or not m or not any(m.groups()):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration (e.g. 90s, 30m, 2.5h, 1h30m)")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return 3600 * h + 60 * mi + s
+
+
+def cpu_has_native_bf16():
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def config_from(args):
+    c = dict(CONFIG, **PRESETS[args.preset])
+    for kv in args.model:
+        key, _, value = kv.partition("=")
+        if key not in c:
+            sys.exit(f"error: --model: unknown config field '{key}'")
+        c[key] = type(c[key])(value) if not isinstance(c[key], bool) else value in ("true", "1")
+    return c
+
+
+def evaluate(model, images, labels, autocast, tta, batch=500):
+    model.eval()
+    correct = 0
+    with torch.no_grad(), autocast():
+        for i in range(0, len(images), batch):
+            x = normalise(images[i:i + batch])
+            logits = model(x).float()
+            if tta == "flip":  # the mean of the logits of each image and its mirror
+                logits = 0.5 * (logits + model(x.flip(-1)).float())
+            correct += (logits.argmax(1) == labels[i:i + batch]).sum().item()
+    model.train()
+    return correct / len(images)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="CIFAR-10 binary folder or .tar.gz")
+    p.add_argument("--preset", default="nano", choices=sorted(PRESETS))
+    p.add_argument("--model", nargs="*", default=[], help="config overrides key=value, as vit train")
+    p.add_argument("--time-budget", type=parse_duration, required=True)
+    p.add_argument("-b", "--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--warmup-lr", type=float, default=1e-5)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--smoothing", type=float, default=0.1)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=0, help="0: all cores")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--model-ema", action="store_true", help="also evaluate an EMA of the weights (timm ModelEmaV3)")
+    p.add_argument("--model-ema-decay", type=float, default=0.9998)
+    p.add_argument("--model-ema-warmup", action="store_true", help="decay min(decay, (1+step)/(10+step))")
+    p.add_argument("--tta", default="none", choices=["none", "flip"])
+    p.add_argument("--metrics", help="append one JSON line per epoch to this file")
+    args = p.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16())
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    (train_x, train_y), (test_x, test_y) = read_cifar10(args.data)
+    c = config_from(args)
+    model = VisionTransformer(c)
+    no_decay = lambda n, p: p.ndim <= 1 or n in ("pos_embed", "cls_token")
+    groups = [{"params": [p for n, p in model.named_parameters() if not no_decay(n, p)]},
+              {"params": [p for n, p in model.named_parameters() if no_decay(n, p)], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
+    ema = [p.detach().clone() for p in model.parameters()] if args.model_ema else None
+
+    n = len(train_x)
+    steps_per_epoch = n // args.batch_size  # the last partial batch is dropped, as vit train does
+    warmup = max(1, round(args.warmup_epochs * steps_per_epoch))
+    out = open(args.metrics, "a") if args.metrics else None
+    print(json.dumps({"system": "pytorch " + torch.__version__, "precision": "bf16" if bf16 else "fp32",
+                      "parameters": sum(p.numel() for p in model.parameters()), "config": c}), flush=True)
+
+    # The schedule's length is re-planned at every epoch end from the measured step and
+    # evaluation times, so that training, the evaluations and the last one fit the budget.
+    step, epoch, total = 0, 0, None
+    step_time, eval_time = None, None
+    margin = 0.02 * args.time_budget
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        model.train()
+        t_epoch, losses = time.perf_counter(), []
+        for i in range(steps_per_epoch):
+            if total is not None and step >= total:
+                break
+            idx = perm[i * args.batch_size:(i + 1) * args.batch_size]
+            x = normalise(augment(train_x[idx], gen))
+            if step < warmup:
+                lr = args.warmup_lr + (args.lr - args.warmup_lr) * step / warmup
+            else:
+                span = max(1, (total if total is not None else 10 ** 9) - warmup)
+                lr = args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast():
+                loss = F.cross_entropy(model(x), train_y[idx], label_smoothing=args.smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                d = args.model_ema_decay
+                if args.model_ema_warmup:
+                    d = min(d, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    torch._foreach_mul_(ema, d)
+                    torch._foreach_add_(ema, [p.detach() for p in model.parameters()], alpha=1 - d)
+            losses.append(loss.item())
+            step += 1
+            if total is None and step == 20:  # first estimate: 20 steps, evaluation at 1/3 of a step per image
+                step_time = (time.perf_counter() - t_epoch) / 20
+                eval_time = len(test_x) / args.batch_size * step_time / 3
+                total = plan(args.time_budget - margin, time.perf_counter() - T0, step, step_time,
+                             eval_time, steps_per_epoch)
+            if time.perf_counter() - T0 > args.time_budget:
+                total = step  # out of time: stop here and evaluate
+        train_seconds = time.perf_counter() - t_epoch
+        step_time = train_seconds / max(1, len(losses))
+        t_eval = time.perf_counter()
+        acc = evaluate(model, test_x, test_y, autocast, args.tta)
+        rec = {}
+        if ema is not None:  # evaluate the averaged weights too; the better one is the result
+            raw = [p.detach().clone() for p in model.parameters()]
+            with torch.no_grad():
+                for p, e in zip(model.parameters(), ema):
+                    p.copy_(e)
+            rec["test_accuracy_ema"] = evaluate(model, test_x, test_y, autocast, args.tta)
+            rec["test_accuracy_raw"] = acc
+            with torch.no_grad():
+                for p, r in zip(model.parameters(), raw):
+                    p.copy_(r)
+            acc = max(acc, rec["test_accuracy_ema"])
+        eval_time = time.perf_counter() - t_eval
+        epoch += 1
+        rec = {"epoch": epoch, "global_step": step, "elapsed_seconds": time.perf_counter() - T0,
+               "test_accuracy": acc, "train_loss": float(np.mean(losses)), "lr": lr,
+               "images_per_sec": len(losses) * args.batch_size / train_seconds, **rec}
+        print(json.dumps(rec), flush=True)
+        if out:
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+        if total is not None and step >= total:
+            break
+        total = max(step + 1, plan(args.time_budget - margin, time.perf_counter() - T0, step, step_time,
+                                   eval_time, steps_per_epoch))
+
+
+def plan(budget, elapsed, step, step_time, eval_time, steps_per_epoch):
+    """The last step such that the remaining steps and one evaluation per epoch end in time."""
+    left = budget - elapsed
+    steps = int(left / step_time)
+    for _ in range(3):  # evaluations depend on how many epochs the steps span
+        evals = math.ceil((steps + step % steps_per_epoch) / steps_per_epoch) or 1
+        steps = max(0, int((left - evals * eval_time) / step_time))
+    return step + steps
+
+
+if __name__ == "__main__":
+    main()
