@@ -45,8 +45,13 @@ def cpu_flags():
 
 
 def epochs(path):
+    """Evaluated epoch records; with a model EMA, the accuracy is the better of raw and EMA (the
+    weights the run would keep), in both systems."""
     recs = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
-    return [r for r in recs if r.get("type", "epoch") == "epoch" and "test_accuracy" in r]
+    recs = [r for r in recs if r.get("type", "epoch") == "epoch" and "test_accuracy" in r]
+    for r in recs:
+        r["test_accuracy"] = max(r["test_accuracy"], r.get("test_accuracy_ema", 0.0))
+    return recs
 
 
 def reached(recs, seconds):
