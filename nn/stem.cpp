@@ -48,7 +48,11 @@ std::vector<std::int64_t> ConvTokenizer::sides(const ConvTokenizerConfig& cfg, s
 Tensor ConvTokenizer::forward(const Tensor& x) {
   PW_CHECK(x.dim() == 4 && x.shape()[1] == cfg.channels,
            "[ConvTokenizer] expected (B, {}, H, W), got {}", cfg.channels, shape_str(x.shape()));
-  Tensor y = x;
+  // The stem works on channels-last maps: conv2d and max_pool2d return them, the ReLU keeps
+  // them, and im2col copies whole window rows from them; the image is turned once, here.
+  Tensor y = x.is_contiguous() && x.shape()[1] > 1
+                 ? permute(contiguous(permute(x, {0, 2, 3, 1})), {0, 3, 1, 2})
+                 : x;
   for (auto& layer : *conv) {
     y = layer->forward(y);  // (B, C_i, S, S) over channels-last memory (ops/conv.cpp)
     // max(relu(a), relu(b)) = relu(max(a, b)): ReLU is monotone, so pooling first gives the

@@ -137,9 +137,12 @@ TEST_CASE("matmul under autocast: transposed, batched and broadcast operands", "
 TEST_CASE("conv2d under autocast: the patch-embedding GEMM and the im2col path",
           "[bf16][autocast]") {
   Tensor x = random({3, 3, 8, 8}, 20), w = random({16, 3, 4, 4}, 21), b = random({16}, 22);
-  for (std::int64_t stride : {4, 2}) {
+  // stride 4: the patch path; 2: im2col writing bf16 cols; 1: a channels-last input, whose
+  // im2col copies (y, x, c) runs into bf16 cols.
+  for (std::int64_t stride : {4, 2, 1}) {
+    if (stride == 1) x = permute(copy_contiguous(permute(x, {0, 2, 3, 1})), {0, 3, 1, 2});
     auto fn = [stride](const std::vector<Tensor>& t) {
-      return conv2d(t[0], t[1], t[2], stride, stride == 2 ? 1 : 0);
+      return conv2d(t[0], t[1], t[2], stride, stride == 4 ? 0 : 1);
     };
     Tensor y = fn({x, w, b});
     Tensor G = random(y.shape(), 23);

@@ -83,7 +83,9 @@ TEST_CASE("the conv tokenizer pools before its ReLU with CCT's outputs and gradi
           return cct_reference(v[0], std::vector<Tensor>(v.begin() + 1, v.end()), c);
         },
         in);
-    CHECK(testing::compare(mine, ref, 1e-6) == "");
+    // float32, and the second conv reads channels-last maps in (y, x, c) order where the
+    // reference's contiguous ones go in (c, y, x) order: the GEMMs add in other orders.
+    CHECK(testing::compare(mine, ref, 2e-5) == "");
     // The token count follows sides(): G*G tokens of width D.
     const std::int64_t G = ConvTokenizer::sides(c, k.side).back();
     CHECK(mine.output.shape() == Shape{2, G * G, 8});
