@@ -226,6 +226,32 @@ void BM_max_pool2d_bwd(benchmark::State& state) {
 }
 BENCHMARK(BM_max_pool2d_bwd)->Apply(pool_shapes);
 
+// ---- the conv stem's ReLU and max-pool, in both orders, forward + backward ----
+// On the first stem layer's channels-last conv output (128, 64, 32, 32). Arg 0: ReLU then pool
+// (CCT's order); arg 1: pool then ReLU (what nn::ConvTokenizer does: the same values, and the
+// ReLU sees a quarter of them). The ReLU runs on the (B, H, W, C) memory, as in the stem.
+Tensor relu_channels_last(const Tensor& x) {
+  return permute(relu(permute(x, {0, 2, 3, 1})), {0, 3, 1, 2});
+}
+
+void BM_stem_relu_pool(benchmark::State& state) {
+  Tensor x = permute(randn_f({kB, 32, 32, 64}, 1), {0, 3, 1, 2}).requires_grad_();
+  const bool pool_first = state.range(0) != 0;
+  Tensor g = permute(randn_f({kB, 16, 16, 64}, 2), {0, 3, 1, 2});
+  for (auto _ : state) {
+    Tensor y = pool_first ? relu_channels_last(max_pool2d(x, 3, 2, 1))
+                          : max_pool2d(relu_channels_last(x), 3, 2, 1);
+    y.backward(g);
+    x.zero_grad();
+  }
+}
+BENCHMARK(BM_stem_relu_pool)
+    ->ArgName("pool_first")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // ---- attention at (B, H, N, Dh) = (128, 4, 65, 64) ----
 // q, k, v as strided views of one (B, N, 3, H, Dh) projection (arg 1) or contiguous (arg 0).
 std::vector<Tensor> attention_inputs(bool from_qkv, bool grad) {
