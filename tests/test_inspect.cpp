@@ -304,6 +304,22 @@ TEST_CASE("attention maps of a model: one per block, and patch weights over the 
       attention_overlay(data::Image(3, 32, 32, 128), w, 8, 4, "viridis", 0.5);
   CHECK(overlay.height == 128);
   CHECK(overlay.width == 128);
+
+  // A conv stem with one layer makes a 16x16 token grid, with no class token under attention
+  // pooling: the weights cover that grid.
+  auto conv_cfg = cfg;
+  conv_cfg.stem = "conv", conv_cfg.stem_layers = 1, conv_cfg.pool = "attn";
+  models::VisionTransformer conv(conv_cfg, gen);
+  conv.eval();
+  conv.keep_attention(true);
+  {
+    NoGradGuard no_grad;
+    conv.forward(to_model_input(data::Image(3, 32, 32, 90), Normalization{}, 32));
+  }
+  const auto cw = attention_patch_weights(conv, -1);
+  REQUIRE(cw.size() == 256);
+  CHECK(std::accumulate(cw.begin(), cw.end(), 0.0) == Approx(1.0));
+  CHECK(attention_overlay(data::Image(3, 32, 32, 128), cw, 16, 2, "jet", 0.5).width == 64);
 }
 
 TEST_CASE("patch grid: tiles in place with gaps between them", "[inspect]") {
