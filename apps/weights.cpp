@@ -1,6 +1,6 @@
 #include "apps/weights.h"
 
-#include <cmath>
+#include <algorithm>
 
 #include "core/safetensors.h"
 
@@ -137,13 +137,18 @@ LoadedModel load_model_file(const std::string& path) {
 }
 
 void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights, bool strict) {
+  const bool learned = model.cfg.pos_embed == "learn";
+  const bool given = std::any_of(weights.begin(), weights.end(),
+                                 [](const auto& w) { return w.first == "pos_embed"; });
+  PW_CHECK(!strict || given == learned,
+           "[load] {} key pos_embed: the weights {} learned position embedding, but the model has "
+           "pos_embed='{}'",
+           given ? "unexpected" : "missing", given ? "hold a" : "have no", model.cfg.pos_embed);
   NamedTensors adjusted = weights;
   for (auto& [name, t] : adjusted) {
-    if (name != "pos_embed" || t.shape() == model.pos_embed.shape()) continue;
+    if (name != "pos_embed" || !learned || t.shape() == model.pos_embed.shape()) continue;
     const std::int64_t prefix = model.cls_token.defined() ? 1 : 0;
-    const auto grid = static_cast<std::int64_t>(
-        std::llround(std::sqrt(static_cast<double>(model.cfg.num_patches()))));
-    t = models::resize_pos_embed(t, prefix, grid, "bicubic");
+    t = models::resize_pos_embed(t, prefix, model.cfg.grid_size(), "bicubic");
   }
   model.load_state_dict(adjusted, strict);
 }

@@ -13,6 +13,7 @@
 #include "core/autograd.h"
 #include "ops/elementwise.h"
 #include "ops/nn.h"
+#include "ops/pool.h"
 #include "ops/shape.h"
 
 using namespace pw;
@@ -185,6 +186,71 @@ void BM_conv2d_patch_bwd(benchmark::State& state) {
   set_gflops(state, 2.0 * kB * 64 * kD * 48);
 }
 BENCHMARK(BM_conv2d_patch_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- max_pool2d, 3x3 windows, stride 2, padding 1, at the conv stem's shapes ----
+// Arguments: C and H = W of the (128, C, H, H) input, and its layout: 1 channels-last (what
+// conv2d returns, so what the stem pools), 0 contiguous. Bytes: forward reads x and writes the
+// output and its int32 argmax; backward reads g and the argmax and writes dx (zeroed first, then
+// added into: counted once).
+void pool_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"C", "H", "channels_last"});
+  for (std::int64_t cl : {1, 0}) b->Args({64, 32, cl})->Args({128, 16, cl});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+Tensor pool_input(benchmark::State& state, bool grad) {
+  const std::int64_t C = state.range(0), H = state.range(1);
+  Tensor x = state.range(2) != 0 ? permute(randn_f({kB, H, H, C}, 1), {0, 3, 1, 2})
+                                 : randn_f({kB, C, H, H}, 1);
+  if (grad) x.requires_grad_();
+  return x;
+}
+
+void BM_max_pool2d_fwd(benchmark::State& state) {
+  Tensor x = pool_input(state, false);
+  Tensor y = max_pool2d(x, 3, 2, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(max_pool2d(x, 3, 2, 1));
+  bench::set_memory_counters(state, 4.0 * (x.numel() + 2 * y.numel()));
+}
+BENCHMARK(BM_max_pool2d_fwd)->Apply(pool_shapes);
+
+void BM_max_pool2d_bwd(benchmark::State& state) {
+  Tensor x = pool_input(state, true);
+  Tensor y = max_pool2d(x, 3, 2, 1);
+  // The upstream gradient in the output's layout, as the next op hands it back.
+  const Shape& o = y.shape();
+  Tensor g = state.range(2) != 0 ? permute(randn_f({o[0], o[2], o[3], o[1]}, 2), {0, 3, 1, 2})
+                                 : randn_f(o, 2);
+  time_backward(state, y, g);
+  bench::set_memory_counters(state, 4.0 * (2 * y.numel() + x.numel()));
+}
+BENCHMARK(BM_max_pool2d_bwd)->Apply(pool_shapes);
+
+// ---- the conv stem's ReLU and max-pool, in both orders, forward + backward ----
+// On the first stem layer's channels-last conv output (128, 64, 32, 32). Arg 0: ReLU then pool
+// (CCT's order); arg 1: pool then ReLU (what nn::ConvTokenizer does: the same values, and the
+// ReLU sees a quarter of them). The ReLU runs on the (B, H, W, C) memory, as in the stem.
+Tensor relu_channels_last(const Tensor& x) {
+  return permute(relu(permute(x, {0, 2, 3, 1})), {0, 3, 1, 2});
+}
+
+void BM_stem_relu_pool(benchmark::State& state) {
+  Tensor x = permute(randn_f({kB, 32, 32, 64}, 1), {0, 3, 1, 2}).requires_grad_();
+  const bool pool_first = state.range(0) != 0;
+  Tensor g = permute(randn_f({kB, 16, 16, 64}, 2), {0, 3, 1, 2});
+  for (auto _ : state) {
+    Tensor y = pool_first ? relu_channels_last(max_pool2d(x, 3, 2, 1))
+                          : max_pool2d(relu_channels_last(x), 3, 2, 1);
+    y.backward(g);
+    x.zero_grad();
+  }
+}
+BENCHMARK(BM_stem_relu_pool)
+    ->ArgName("pool_first")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // ---- attention at (B, H, N, Dh) = (128, 4, 65, 64) ----
 // q, k, v as strided views of one (B, N, 3, H, Dh) projection (arg 1) or contiguous (arg 0).

@@ -1,6 +1,7 @@
-// Position-embedding resizing: the patch part of (1, prefix + G*G, D) is treated as a G x G
-// image with D channels and resampled like torch.nn.functional.interpolate with
-// align_corners=False (bicubic uses the Keys kernel with A = -0.75, as PyTorch).
+// Position embeddings: MAE's fixed 2-D sine-cosine table, and resizing. Resizing: the patch part of
+// (1, prefix + G*G, D) is treated as a G x G image with D channels and resampled like
+// torch.nn.functional.interpolate with align_corners=False (bicubic uses the Keys kernel with A =
+// -0.75, as PyTorch).
 #include <cmath>
 
 #include "models/vit.h"
@@ -43,6 +44,29 @@ void taps(std::int64_t o, std::int64_t in, std::int64_t out, bool cubic,
 }
 
 }  // namespace
+
+Tensor sincos_pos_embed_2d(std::int64_t dim, std::int64_t grid, std::int64_t prefix) {
+  PW_CHECK(dim > 0 && dim % 4 == 0 && grid > 0 && prefix >= 0,
+           "[sincos_pos_embed_2d] needs a width divisible by 4 and a positive grid, got width {}, "
+           "grid {}, prefix {}",
+           dim, grid, prefix);
+  const std::int64_t quarter = dim / 4;
+  std::vector<double> v(static_cast<std::size_t>((prefix + grid * grid) * dim), 0.0);
+  for (std::int64_t r = 0; r < grid; ++r)
+    for (std::int64_t c = 0; c < grid; ++c) {
+      double* e = &v[static_cast<std::size_t>((prefix + r * grid + c) * dim)];
+      for (std::int64_t i = 0; i < quarter; ++i) {
+        const double omega =
+            1.0 / std::pow(10000.0, static_cast<double>(i) / static_cast<double>(quarter));
+        const double col = static_cast<double>(c) * omega, row = static_cast<double>(r) * omega;
+        e[i] = std::sin(col);
+        e[quarter + i] = std::cos(col);
+        e[2 * quarter + i] = std::sin(row);
+        e[3 * quarter + i] = std::cos(row);
+      }
+    }
+  return copy_contiguous(from_vector(v, {1, prefix + grid * grid, dim}), DType::Float32);
+}
 
 Tensor resize_pos_embed(const Tensor& pos_embed, std::int64_t prefix, std::int64_t new_grid,
                         const std::string& mode) {

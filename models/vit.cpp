@@ -9,15 +9,41 @@
 
 namespace pw::models {
 
+std::int64_t ViTConfig::grid_size() const {
+  if (stem == "conv") return nn::ConvTokenizer::sides(conv_stem(), image_size).back();
+  return image_size / patch_size;
+}
+
+nn::ConvTokenizerConfig ViTConfig::conv_stem() const {
+  return {channels, dim, stem_layers, stem_channels, stem_kernel, stem_stride, stem_pool == "max"};
+}
+
 void ViTConfig::validate() const {
-  PW_CHECK(image_size > 0 && patch_size > 0 && image_size % patch_size == 0,
-           "[ViTConfig] image_size {} is not a multiple of patch_size {}", image_size, patch_size);
+  PW_CHECK(stem == "patch" || stem == "conv",
+           "[ViTConfig] stem must be 'patch' or 'conv', got '{}'", stem);
+  PW_CHECK(image_size > 0, "[ViTConfig] image_size must be positive, got {}", image_size);
+  if (stem == "patch")
+    PW_CHECK(patch_size > 0 && image_size % patch_size == 0,
+             "[ViTConfig] image_size {} is not a multiple of patch_size {}", image_size,
+             patch_size);
   PW_CHECK(channels > 0 && num_classes > 0 && dim > 0 && depth > 0 && mlp_dim > 0,
            "[ViTConfig] channels, num_classes, dim, depth and mlp_dim must be positive");
   PW_CHECK(heads > 0 && (head_dim > 0 || dim % heads == 0),
            "[ViTConfig] dim {} is not divisible by {} heads", dim, heads);
-  PW_CHECK(pool == "cls" || pool == "mean", "[ViTConfig] pool must be 'cls' or 'mean', got '{}'",
-           pool);
+  PW_CHECK(pool == "cls" || pool == "mean" || pool == "attn",
+           "[ViTConfig] pool must be 'cls', 'mean' or 'attn', got '{}'", pool);
+  PW_CHECK(pos_embed == "learn" || pos_embed == "sincos" || pos_embed == "none",
+           "[ViTConfig] pos_embed must be 'learn', 'sincos' or 'none', got '{}'", pos_embed);
+  PW_CHECK(pos_embed != "sincos" || dim % 4 == 0,
+           "[ViTConfig] pos_embed 'sincos' needs dim divisible by 4, got dim {}", dim);
+  for (const auto& [field, value] :
+       {std::pair<const char*, std::int64_t>{"stem_layers", stem_layers},
+        {"stem_channels", stem_channels},
+        {"stem_kernel", stem_kernel},
+        {"stem_stride", stem_stride}})
+    PW_CHECK(value > 0, "[ViTConfig] {} must be positive, got {}", field, value);
+  PW_CHECK(stem_pool == "max" || stem_pool == "none",
+           "[ViTConfig] stem_pool must be 'max' or 'none', got '{}'", stem_pool);
   for (double p : {dropout, attn_dropout, emb_dropout, drop_path})
     PW_CHECK(p >= 0 && p < 1, "[ViTConfig] dropout rates must be in [0, 1), got {}", p);
 }
@@ -58,7 +84,14 @@ nlohmann::json to_json(const ViTConfig& c) {
           {"drop_path", c.drop_path},
           {"pre_norm", c.pre_norm},
           {"head_hidden", c.head_hidden},
-          {"eps", c.eps}};
+          {"eps", c.eps},
+          {"pos_embed", c.pos_embed},
+          {"stem", c.stem},
+          {"stem_layers", c.stem_layers},
+          {"stem_channels", c.stem_channels},
+          {"stem_kernel", c.stem_kernel},
+          {"stem_stride", c.stem_stride},
+          {"stem_pool", c.stem_pool}};
 }
 
 ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
@@ -103,6 +136,20 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
         c.head_hidden = value.get<std::int64_t>();
       else if (key == "eps")
         c.eps = value.get<double>();
+      else if (key == "pos_embed")
+        c.pos_embed = value.get<std::string>();
+      else if (key == "stem")
+        c.stem = value.get<std::string>();
+      else if (key == "stem_layers")
+        c.stem_layers = value.get<std::int64_t>();
+      else if (key == "stem_channels")
+        c.stem_channels = value.get<std::int64_t>();
+      else if (key == "stem_kernel")
+        c.stem_kernel = value.get<std::int64_t>();
+      else if (key == "stem_stride")
+        c.stem_stride = value.get<std::int64_t>();
+      else if (key == "stem_pool")
+        c.stem_pool = value.get<std::string>();
     } catch (const nlohmann::json::exception&) {
       fail("[ViTConfig] field '{}' has the wrong type: {}", key, value.dump());
     }
@@ -125,15 +172,23 @@ ViTConfig apply_overrides(const ViTConfig& base, const std::vector<std::string>&
 VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : cfg(config) {
   cfg.validate();
   const std::int64_t D = cfg.dim;
-  patch_embed = register_module(
-      "patch_embed",
-      std::make_shared<nn::PatchEmbedding>(cfg.image_size, cfg.patch_size, cfg.channels, D, gen));
+  if (cfg.stem == "conv")
+    patch_embed =
+        register_module("patch_embed", std::make_shared<nn::ConvTokenizer>(cfg.conv_stem(), gen));
+  else
+    patch_embed = register_module(
+        "patch_embed",
+        std::make_shared<nn::PatchEmbedding>(cfg.image_size, cfg.patch_size, cfg.channels, D, gen));
   if (cfg.pool == "cls") {
     cls_token = register_parameter("cls_token", zeros({1, 1, D}));
     nn::init::normal_(cls_token, 0.0, 1e-6, gen);  // timm's init
   }
-  pos_embed = register_parameter("pos_embed", zeros({1, cfg.num_tokens(), D}));
-  nn::init::trunc_normal_(pos_embed, 0.02, gen);
+  if (cfg.pos_embed == "learn") {
+    pos_embed = register_parameter("pos_embed", zeros({1, cfg.num_tokens(), D}));
+    nn::init::trunc_normal_(pos_embed, 0.02, gen);
+  } else if (cfg.pos_embed == "sincos") {
+    pos_embed = sincos_pos_embed_2d(D, cfg.grid_size(), cfg.num_tokens() - cfg.num_patches());
+  }
   pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(cfg.emb_dropout));
   blocks = register_module("blocks", std::make_shared<nn::ModuleList<nn::TransformerBlock>>());
   for (std::int64_t i = 0; i < cfg.depth; ++i) {
@@ -151,6 +206,8 @@ VisionTransformer::VisionTransformer(const ViTConfig& config, Generator& gen) : 
   }
   // Post-norm blocks end normalised already; timm keeps the final norm for pre-norm only.
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(D, cfg.eps));
+  if (cfg.pool == "attn")
+    attention_pool = register_module("attention_pool", std::make_shared<nn::SequencePool>(D, gen));
   head_drop = register_module("head_drop", std::make_shared<nn::Dropout>(cfg.dropout));
   if (cfg.head_hidden > 0)
     head = register_module(
@@ -170,10 +227,12 @@ Tensor VisionTransformer::forward_features(const Tensor& x) {
   const std::int64_t B = x.shape()[0];
   Tensor t = patch_embed->forward(x);  // (B, N, D)
   if (cls_token.defined()) t = cat({expand(cls_token, {B, 1, cfg.dim}), t}, 1);
-  t = pos_drop->forward(add(t, pos_embed));
+  if (pos_embed.defined()) t = add(t, pos_embed);
+  t = pos_drop->forward(t);
   for (auto& blk : *blocks) t = blk->forward(t);
   t = norm->forward(t);
   if (cfg.pool == "cls") return squeeze(slice(t, 1, 0, 1), 1);  // (B, D)
+  if (cfg.pool == "attn") return attention_pool->forward(t);
   return mean(t, {1});
 }
 
@@ -199,14 +258,28 @@ double VisionTransformer::forward_flops() const {
   const double N = static_cast<double>(cfg.num_patches());
   const double inner =
       static_cast<double>(cfg.heads * (cfg.head_dim ? cfg.head_dim : cfg.dim / cfg.heads));
-  const double P2C = static_cast<double>(cfg.patch_size * cfg.patch_size * cfg.channels);
-  double macs = N * P2C * D;  // patch embedding
+  double macs = 0;
+  if (cfg.stem == "conv") {
+    // Each conv: (output side)^2 positions x out x in x k^2 (pooling and ReLU are not counted).
+    const nn::ConvTokenizerConfig stem = cfg.conv_stem();
+    const auto sides = nn::ConvTokenizer::sides(stem, cfg.image_size);
+    std::int64_t in = cfg.channels;
+    for (std::int64_t i = 0; i < stem.layers; ++i) {
+      const std::int64_t out = i + 1 < stem.layers ? stem.hidden : stem.dim;
+      const auto side = static_cast<double>(sides[static_cast<std::size_t>(i)]);
+      macs += side * side * static_cast<double>(out * in * stem.kernel * stem.kernel);
+      in = out;
+    }
+  } else {
+    macs += N * static_cast<double>(cfg.patch_size * cfg.patch_size * cfg.channels) * D;
+  }
   const bool has_proj = !(cfg.heads == 1 && inner == D);
   const double per_block = T * D * 3 * inner    // qkv
                            + 2 * T * T * inner  // q k^T and P v
                            + (has_proj ? T * inner * D : 0.0) +
                            2 * T * D * static_cast<double>(cfg.mlp_dim);
   macs += static_cast<double>(cfg.depth) * per_block;
+  if (cfg.pool == "attn") macs += 2 * N * D;  // the scores x w^T, then the weighted sum
   const double C = static_cast<double>(cfg.num_classes);
   macs += cfg.head_hidden > 0
               ? D * static_cast<double>(cfg.head_hidden) + static_cast<double>(cfg.head_hidden) * C

@@ -1,18 +1,36 @@
 // The Vision Transformer (Dosovitskiy et al.), with timm's VisionTransformer parameter names
-// and shapes so that its state dict loads into timm with strict=True.
+// and shapes so that its state dict loads into timm with strict=True; and the pieces of the
+// Compact Transformers (Hassani et al. 2021): a convolutional tokenizer, sequence pooling and
+// no position embedding, whose parameters take the names below.
+//
+// State dict, for D = dim, C = channels, P = patch_size, T = num_tokens(), k = stem_kernel:
+//   cls_token                         (1, 1, D)         pool=cls only
+//   pos_embed                         (1, T, D)         pos_embed=learn only (sincos is
+//                                                       recomputed from the config, not saved)
+//   patch_embed.proj.weight / .bias   (D, C, P, P) / (D)                  stem=patch
+//   patch_embed.conv.{i}.weight       (out_i, in_i, k, k), no bias        stem=conv, i <
+//   stem_layers;
+//                                     in_0 = C, out_i = stem_channels for i < stem_layers - 1,
+//                                     the last out_i = D, in_i = out_{i-1}
+//   blocks.{i}.norm1, .attn.qkv, .attn.proj, .norm2, .mlp.fc1, .mlp.fc2 (.weight, .bias)
+//   norm.weight / .bias               (D)
+//   attention_pool.weight / .bias     (1, D) / (1)      pool=attn only (CCT's name)
+//   head.weight / .bias               (num_classes, D) / (num_classes); with head_hidden an Mlp:
+//                                     head.fc1, head.fc2
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "nn/stem.h"
 #include "nn/transformer.h"
 
 namespace pw::models {
 
 struct ViTConfig {
   std::int64_t image_size = 32;
-  std::int64_t patch_size = 4;
+  std::int64_t patch_size = 4;  // stem=patch only
   std::int64_t channels = 3;
   std::int64_t num_classes = 10;
   std::int64_t dim = 256;  // D
@@ -20,7 +38,11 @@ struct ViTConfig {
   std::int64_t heads = 4;     // H
   std::int64_t head_dim = 0;  // Dh; 0 means D / H
   std::int64_t mlp_dim = 512;
-  std::string pool = "cls";  // "cls" (class token) or "mean" (mean of the patch tokens)
+  // The features the head sees: "cls" (the class token; timm's global_pool='token' with
+  // class_token=True), "mean" (the mean of the tokens, no class token; timm's 'avg' with
+  // class_token=False) or "attn" (CCT's sequence pooling, nn::SequencePool, after the final
+  // norm, no class token; timm's 'map' is another attention pool, with a latent query).
+  std::string pool = "cls";
   bool qkv_bias = true;
   double dropout = 0.0;  // after MLP layers and before the head
   double attn_dropout = 0.0;
@@ -29,9 +51,26 @@ struct ViTConfig {
   bool pre_norm = true;
   std::int64_t head_hidden = 0;  // > 0: an MLP head with one hidden layer of this width
   double eps = 1e-6;
+  // "learn" (a trained parameter; timm's pos_embed='learn'), "sincos" (MAE's fixed 2-D
+  // sine-cosine, sincos_pos_embed_2d) or "none" (timm's pos_embed='none').
+  std::string pos_embed = "learn";
+  // The tokenizer: "patch" (P x P patches through one stride-P conv, timm's PatchEmbed) or
+  // "conv" (nn::ConvTokenizer, CCT's convolutional tokenizer, with the stem_* fields below;
+  // patch_size is ignored).
+  std::string stem = "patch";
+  std::int64_t stem_layers = 2;
+  std::int64_t stem_channels = 64;  // width of every conv but the last, which outputs D
+  std::int64_t stem_kernel = 3;
+  std::int64_t stem_stride = 1;
+  std::string stem_pool = "max";  // "max" (3x3, stride 2, padding 1 after each conv) or "none"
 
-  std::int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+  // Side G of the square token grid the stem makes of an image.
+  std::int64_t grid_size() const;
+  // Tokens from the stem, G*G (timm's name, though a conv stem's tokens are not patches).
+  std::int64_t num_patches() const { return grid_size() * grid_size(); }
   std::int64_t num_tokens() const { return num_patches() + (pool == "cls" ? 1 : 0); }
+  // The stem_* fields as the tokenizer's config.
+  nn::ConvTokenizerConfig conv_stem() const;
   // Throws pw::Error naming the first inconsistent field.
   void validate() const;
 };
@@ -61,15 +100,25 @@ class VisionTransformer : public nn::Module {
   double forward_flops() const;
 
   ViTConfig cfg;
-  std::shared_ptr<nn::PatchEmbedding> patch_embed;
-  Tensor cls_token;  // (1, 1, D), undefined with mean pooling
-  Tensor pos_embed;  // (1, T, D)
+  std::shared_ptr<nn::Module> patch_embed;  // nn::PatchEmbedding or nn::ConvTokenizer
+  Tensor cls_token;                         // (1, 1, D), pool=cls only
+  // (1, T, D): a parameter (learn), a constant that is no parameter (sincos), or undefined.
+  Tensor pos_embed;
   std::shared_ptr<nn::Dropout> pos_drop;
   std::shared_ptr<nn::ModuleList<nn::TransformerBlock>> blocks;
   std::shared_ptr<nn::LayerNorm> norm;
+  std::shared_ptr<nn::SequencePool> attention_pool;  // pool=attn only
   std::shared_ptr<nn::Dropout> head_drop;
   std::shared_ptr<nn::Module> head;  // Linear or Mlp
 };
+
+// MAE's fixed 2-D sine-cosine position embedding (get_2d_sincos_pos_embed) for a G x G grid of
+// tokens in row-major order after `prefix_tokens` rows of zeros: (1, prefix + G*G, D). For the
+// token in row r, column c, with omega_i = 1 / 10000^(i / (D/4)), i < D/4:
+//   [sin(c omega), cos(c omega), sin(r omega), cos(r omega)], each block D/4 wide.
+// (MAE's emb_h reads grid[0], which its meshgrid(grid_w, grid_h) fills with column indices: the
+// first half encodes the column.) D must be a multiple of 4.
+Tensor sincos_pos_embed_2d(std::int64_t dim, std::int64_t grid, std::int64_t prefix_tokens);
 
 // Resizes a position embedding (1, prefix + G*G, D) to a new grid side (bicubic or bilinear
 // interpolation of the patch part, prefix tokens kept), as for fine-tuning at another size.

@@ -1,5 +1,7 @@
 #include "nn/init.h"
 
+#include <cmath>
+
 #include "core/autograd.h"
 
 namespace pw::nn::init {
@@ -38,6 +40,10 @@ void trunc_normal_(const Tensor& t, double std, Generator& gen, double mean, dou
 
 void constant_(const Tensor& t, double value) {
   fill_with(t, [&] { return value; });
+}
+
+void kaiming_normal_(const Tensor& t, Generator& gen) {
+  normal_(t, 0.0, std::sqrt(2.0 / static_cast<double>(fan_in(t))), gen);
 }
 
 std::int64_t fan_in(const Tensor& weight) {

@@ -12,6 +12,9 @@ void normal_(const Tensor& t, double mean, double std, Generator& gen);
 void trunc_normal_(const Tensor& t, double std, Generator& gen, double mean = 0.0, double a = -2.0,
                    double b = 2.0);
 void constant_(const Tensor& t, double value);
+// Normal(0, sqrt(2 / fan_in)): torch.nn.init.kaiming_normal_ with its defaults (mode fan_in,
+// the gain of ReLU), as CCT initialises its tokenizer's convolutions.
+void kaiming_normal_(const Tensor& t, Generator& gen);
 // fan_in of a weight laid out (out, in, ...) as PyTorch's.
 std::int64_t fan_in(const Tensor& weight);
 

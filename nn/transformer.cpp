@@ -74,6 +74,23 @@ Tensor TransformerBlock::forward(const Tensor& x) {
   return norm2->forward(add(h, drop_path2->forward(mlp->forward(h))));
 }
 
+Tensor sequence_pool(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const bool ok = x.dim() == 3 && weight.shape() == Shape{1, x.shape()[2]} &&
+                  (!bias.defined() || bias.shape() == Shape{1});
+  PW_CHECK(ok,
+           "[sequence_pool] expected x (B, N, D), weight (1, D) and bias (1), got {}, {} and {}",
+           shape_str(x.shape()), shape_str(weight.shape()),
+           bias.defined() ? shape_str(bias.shape()) : "none");
+  const Tensor a = softmax(linear(x, weight, bias), 1);  // (B, N, 1)
+  return squeeze(matmul(transpose(a, 1, 2), x), 1);      // (B, 1, D) -> (B, D)
+}
+
+SequencePool::SequencePool(std::int64_t dim, Generator& gen) {
+  weight = register_parameter("weight", empty({1, dim}));
+  init::trunc_normal_(weight, 0.02, gen);
+  bias = register_parameter("bias", zeros({1}));
+}
+
 Conv2d::Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride,
                std::int64_t padding, bool has_bias, Generator& gen)
     : stride(stride), padding(padding) {

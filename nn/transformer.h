@@ -1,5 +1,6 @@
 // Transformer building blocks with timm's VisionTransformer parameter names: Mlp (fc1, fc2),
-// Attention (qkv, proj), TransformerBlock (norm1, attn, norm2, mlp), PatchEmbedding (proj).
+// Attention (qkv, proj), TransformerBlock (norm1, attn, norm2, mlp), PatchEmbedding (proj);
+// and CCT's sequence pooling (SequencePool: weight, bias).
 #pragma once
 #include <memory>
 
@@ -82,6 +83,23 @@ class PatchEmbedding : public Module {
 
   std::int64_t image_size, patch, channels, dim;
   std::shared_ptr<struct Conv2d> proj;
+};
+
+// Sequence pooling (CCT's SeqPool): the tokens' mean weighted by a softmax over the tokens of
+// one learned score each, for x (B, N, D), weight (1, D), bias (1):
+//   a = softmax(x weight^T + bias, over N) (B, N, 1),  out = a^T x (B, D).
+// Composed of linear, softmax and matmul (each one node with its own backward).
+Tensor sequence_pool(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
+// sequence_pool with its Linear(D, 1) parameters, weight (1, D) and bias (1): trunc_normal(0.02)
+// weight and zero bias, as CCT initialises its Linear layers.
+class SequencePool : public Module {
+ public:
+  explicit SequencePool(std::int64_t dim, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override { return sequence_pool(x, weight, bias); }
+  std::string type_name() const override { return "SequencePool"; }
+
+  Tensor weight, bias;
 };
 
 // Conv2d layer with PyTorch's default init; weight (Cout, Cin, k, k).

@@ -211,6 +211,15 @@ Tensor unsqueeze(const Tensor& x, std::int64_t dim) {
   return reshape(x, shape);
 }
 
+bool is_channels_last(const Tensor& x) {
+  if (x.dim() != 4) return false;
+  const Shape& n = x.shape();
+  const Shape expected{n[1] * n[2] * n[3], 1, n[3] * n[1], n[1]};
+  for (std::size_t d = 0; d < 4; ++d)
+    if (n[d] > 1 && x.strides()[d] != expected[d]) return false;
+  return true;
+}
+
 Tensor contiguous(const Tensor& x) {
   return x.is_contiguous() ? x : clone(x);
 }

@@ -27,6 +27,9 @@ Tensor squeeze(const Tensor& x, std::int64_t dim);
 Tensor unsqueeze(const Tensor& x, std::int64_t dim);
 // x itself when contiguous, else a contiguous copy.
 Tensor contiguous(const Tensor& x);
+// True when x (B, C, H, W) is a view of dense (B, H, W, C) memory (channels-last), as conv2d
+// returns; size-1 dims may have any stride.
+bool is_channels_last(const Tensor& x);
 // A contiguous copy that autograd sees as the identity.
 Tensor clone(const Tensor& x);
 // Converts to another dtype (differentiable; the gradient is converted back); float32 ->

@@ -137,9 +137,12 @@ TEST_CASE("matmul under autocast: transposed, batched and broadcast operands", "
 TEST_CASE("conv2d under autocast: the patch-embedding GEMM and the im2col path",
           "[bf16][autocast]") {
   Tensor x = random({3, 3, 8, 8}, 20), w = random({16, 3, 4, 4}, 21), b = random({16}, 22);
-  for (std::int64_t stride : {4, 2}) {
+  // stride 4: the patch path; 2: im2col writing bf16 cols; 1: a channels-last input, whose
+  // im2col copies (y, x, c) runs into bf16 cols.
+  for (std::int64_t stride : {4, 2, 1}) {
+    if (stride == 1) x = permute(copy_contiguous(permute(x, {0, 2, 3, 1})), {0, 3, 1, 2});
     auto fn = [stride](const std::vector<Tensor>& t) {
-      return conv2d(t[0], t[1], t[2], stride, stride == 2 ? 1 : 0);
+      return conv2d(t[0], t[1], t[2], stride, stride == 4 ? 0 : 1);
     };
     Tensor y = fn({x, w, b});
     Tensor G = random(y.shape(), 23);
@@ -295,4 +298,47 @@ TEST_CASE("a ViT trains in bf16 as it does in float32", "[bf16][autocast][vit]")
   CHECK(fp.back() < 0.2 * fp[0]);
   CHECK(bf.back() < 0.2 * bf[0]);
   CHECK(bf.back() < fp.back() + 0.05 * fp[0]);
+}
+
+TEST_CASE("a conv-stem, attention-pooled ViT under autocast matches float32 within bf16 error",
+          "[bf16][autocast][vit]") {
+  models::ViTConfig cfg = models::vit_preset("nano");
+  cfg.depth = 2;
+  cfg.stem = "conv", cfg.stem_channels = 32, cfg.pool = "attn", cfg.pos_embed = "none";
+  Generator gen(0);
+  models::VisionTransformer model(cfg, gen);
+  Generator dg(1);
+  const Tensor x = randn({8, 3, 32, 32}, dg);
+  const Tensor y = from_vector(std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7}, {8});
+  struct Step {
+    Tensor logits;
+    std::vector<std::pair<std::string, Tensor>> grads;
+  };
+  auto step = [&](bool bf16) {
+    model.zero_grad();
+    Step s;
+    Tensor loss;
+    {
+      AutocastGuard guard(bf16);
+      s.logits = model.forward(x);
+      loss = cross_entropy(s.logits, y);
+    }
+    loss.backward();
+    for (auto& [name, p] : model.named_parameters()) s.grads.emplace_back(name, p.grad());
+    return s;
+  };
+  const Step fp = step(false), bf = step(true);
+  // bf16 rounding shows (so the GEMMs did read bf16), and stays within its error.
+  CHECK(rel_diff(bf.logits, fp.logits) > 1e-4);
+  CHECK(rel_diff(bf.logits, fp.logits) < 2e-2);
+  // Gradients pass through up to a dozen bf16 GEMMs on their way to the first conv: within 8%
+  // of each tensor's largest entry. attention_pool.bias is skipped: its gradient is zero up to
+  // rounding (softmax ignores a shift), so the two roundings differ completely.
+  REQUIRE(bf.grads.size() == fp.grads.size());
+  for (std::size_t i = 0; i < fp.grads.size(); ++i) {
+    INFO(fp.grads[i].first);
+    REQUIRE(bf.grads[i].second.defined());
+    if (fp.grads[i].first == "attention_pool.bias") continue;
+    CHECK(rel_diff(bf.grads[i].second, fp.grads[i].second) < 8e-2);
+  }
 }

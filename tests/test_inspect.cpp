@@ -20,6 +20,7 @@
 #include "cifar_fixture.h"
 #include "core/autograd.h"
 #include "core/error.h"
+#include "nn_test_util.h"
 #include "ops/nn.h"
 
 using namespace pw;
@@ -303,6 +304,22 @@ TEST_CASE("attention maps of a model: one per block, and patch weights over the 
       attention_overlay(data::Image(3, 32, 32, 128), w, 8, 4, "viridis", 0.5);
   CHECK(overlay.height == 128);
   CHECK(overlay.width == 128);
+
+  // A conv stem with one layer makes a 16x16 token grid, with no class token under attention
+  // pooling: the weights cover that grid.
+  auto conv_cfg = cfg;
+  conv_cfg.stem = "conv", conv_cfg.stem_layers = 1, conv_cfg.pool = "attn";
+  models::VisionTransformer conv(conv_cfg, gen);
+  conv.eval();
+  conv.keep_attention(true);
+  {
+    NoGradGuard no_grad;
+    conv.forward(to_model_input(data::Image(3, 32, 32, 90), Normalization{}, 32));
+  }
+  const auto cw = attention_patch_weights(conv, -1);
+  REQUIRE(cw.size() == 256);
+  CHECK(std::accumulate(cw.begin(), cw.end(), 0.0) == Approx(1.0));
+  CHECK(attention_overlay(data::Image(3, 32, 32, 128), cw, 16, 2, "jet", 0.5).width == 64);
 }
 
 TEST_CASE("patch grid: tiles in place with gaps between them", "[inspect]") {
@@ -360,6 +377,80 @@ TEST_CASE("summary: every module, the parameter total and shapes from the config
   const std::string table = format_summary(s);
   CHECK_THAT(table, Contains("blocks.1.attn.qkv") && Contains("Total params: "));
   CHECK_THAT(format_summary(s, 1), !Contains("blocks.0.attn"));
+}
+
+TEST_CASE("summary of a conv-stem, attention-pooled model: stem shapes and the pool", "[inspect]") {
+  auto cfg = small_config();
+  cfg.stem = "conv", cfg.stem_channels = 16, cfg.pool = "attn", cfg.pos_embed = "sincos";
+  models::VisionTransformer model(cfg);
+  const ModelSummary s = summarize(model);  // also checks the rows it can against a forward pass
+  CHECK(s.total_params == model.num_parameters());
+  std::int64_t children = 0;
+  for (const auto& r : s.rows)
+    if (r.depth == 1) children += r.params;
+  CHECK(children == s.total_params);  // no class token, and sincos is not a parameter
+  auto row = [&](const std::string& name) {
+    for (const auto& r : s.rows)
+      if (r.name == name) return r;
+    FAIL("no row " << name);
+    return SummaryRow{};
+  };
+  const std::int64_t D = cfg.dim;
+  CHECK(row("patch_embed").type == "ConvTokenizer");
+  CHECK(row("patch_embed").output == Shape{1, 64, D});
+  CHECK(row("patch_embed.conv.0").output == Shape{1, 16, 32, 32});  // before its pool
+  CHECK(row("patch_embed.conv.1").output == Shape{1, D, 16, 16});
+  CHECK(row("patch_embed.conv").output == Shape{1, D, 8, 8});
+  CHECK(row("patch_embed.conv.1").params == D * 16 * 9);
+  CHECK(row("pos_drop").output == Shape{1, 64, D});
+  CHECK(row("attention_pool").type == "SequencePool");
+  CHECK(row("attention_pool").output == Shape{1, D});
+  CHECK(row("attention_pool").params == D + 1);
+  CHECK(row("head_drop").output == Shape{1, D});
+}
+
+TEST_CASE(
+    "a conv-stem model round trips through model.safetensors; a pos_embed mismatch is "
+    "named",
+    "[inspect]") {
+  testing::TempDir tmp("inspect-cct");
+  auto cfg = small_config();
+  cfg.stem = "conv", cfg.stem_channels = 16, cfg.stem_kernel = 5, cfg.pool = "attn";
+  cfg.pos_embed = "none";
+  Generator gen(9);
+  models::VisionTransformer model(cfg, gen);
+  const std::string path = (tmp.path / "model.safetensors").string();
+  save_model_weights(path, model, small_info(cfg));
+  const LoadedModel loaded = load_model_file(path);
+  CHECK(models::to_json(loaded.info.config) == models::to_json(cfg));
+  auto back = build_model(loaded);
+  Generator xg(10);
+  const Tensor x = randn({2, 3, 32, 32}, xg);
+  model.eval(), back->eval();
+  NoGradGuard no_grad;
+  CHECK(testing::max_abs_diff(model.forward(x), back->forward(x)) == 0);
+
+  // The same weights into models whose position embedding differs: named, not a crash.
+  auto learned_cfg = cfg;
+  learned_cfg.pos_embed = "learn";
+  models::VisionTransformer learned(learned_cfg);
+  CHECK_THROWS_WITH(load_weights_into(learned, loaded.weights),
+                    "[load] missing key pos_embed: the weights have no learned position "
+                    "embedding, but the model has pos_embed='learn'");
+  auto sincos_cfg = cfg;
+  sincos_cfg.pos_embed = "sincos";
+  models::VisionTransformer sincos(sincos_cfg);
+  CHECK_THROWS_WITH(load_weights_into(sincos, learned.state_dict()),
+                    "[load] unexpected key pos_embed: the weights hold a learned position "
+                    "embedding, but the model has pos_embed='sincos'");
+  CHECK_NOTHROW(load_weights_into(sincos, loaded.weights));
+  // A learned embedding saved at another grid is resized to this model's token grid.
+  auto wide_cfg = learned_cfg;
+  wide_cfg.stem_layers = 1;  // a 16x16 grid
+  models::VisionTransformer wide(wide_cfg);
+  load_weights_into(learned, {{"pos_embed", wide.pos_embed}}, false);
+  CHECK(testing::max_abs_diff(learned.pos_embed,
+                              models::resize_pos_embed(wide.pos_embed, 0, 8, "bicubic")) == 0);
 }
 
 TEST_CASE("plot draws a tiny metrics file as a PNG of three panels", "[inspect]") {

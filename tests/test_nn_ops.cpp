@@ -578,3 +578,30 @@ TEST_CASE("fast layer_norm kernels match the reference kernels", "[layer_norm][k
     check_layer_norm_kernels<double>(1e-12);
   }
 }
+
+TEST_CASE("conv2d on channels-last input = conv2d on its contiguous copy, dx channels-last",
+          "[conv]") {
+  // Channels-last maps (what conv2d and max_pool2d return) go through im2col in (y, x, c)
+  // order; the contiguous copy through the (c, y, x) path.
+  struct Case {
+    std::int64_t k, stride, pad;
+  };
+  for (DType dt : {DType::Float32, DType::Float64})
+    for (const Case& c : {Case{3, 1, 1}, Case{3, 2, 1}, Case{2, 1, 0}, Case{5, 2, 2}}) {
+      INFO(dtype_name(dt) << " k" << c.k << " s" << c.stride << " p" << c.pad);
+      const double tol = dt == DType::Float32 ? 1e-4 : 1e-11;
+      Generator gen(80 + c.k);
+      const Tensor nhwc = randn({2, 7, 6, 5}, gen, dt);  // (B, H, W, C)
+      const Tensor cl = permute(nhwc, {0, 3, 1, 2});
+      REQUIRE(is_channels_last(cl));
+      std::vector<Tensor> w{leaf({4, 5, c.k, c.k}, 81, dt), leaf({4}, 82, dt)};
+      auto run = [&](const Tensor& x) {
+        std::vector<Tensor> in{x.detach().requires_grad_(), w[0], w[1]};
+        return run_with_grads(
+            [&](const auto& v) { return conv2d(v[0], v[1], v[2], c.stride, c.pad); }, in);
+      };
+      CHECK(compare(run(cl), run(copy_contiguous(cl)), tol) == "");
+      Tensor y = conv2d(cl.detach().requires_grad_(), w[0], w[1], c.stride, c.pad);
+      CHECK(is_channels_last(y.grad_fn()->apply(ones(y.shape(), dt)).at(0)));
+    }
+}

@@ -87,7 +87,7 @@ void run_attention(const AttentionOptions& o) {
   PW_CHECK(o.layer >= -1, "[--layer] expects a block index or -1, got {}", o.layer);
   model->keep_attention(true);
   const ImagePrediction pred = classify_image(*model, loaded.info, image, 1);
-  const int grid = static_cast<int>(model->cfg.image_size / model->cfg.patch_size);
+  const int grid = static_cast<int>(model->cfg.grid_size());  // the token grid, of any stem
   const auto weights = attention_patch_weights(*model, o.layer);
   // The image as the model sees it beside the same image under the heat map.
   const int scale = o.scale;
@@ -98,7 +98,9 @@ void run_attention(const AttentionOptions& o) {
       o.layer < 0 ? fmt::format("attention rollout over {} blocks", model->cfg.depth)
                   : fmt::format("block {} attention (mean of {} heads)", o.layer, model->cfg.heads);
   fmt::print("{}: {} for {}, predicted {} ({:.1f}%); written to {}\n", o.image, what,
-             model->cfg.pool == "cls" ? "the class token" : "the mean-pooled tokens",
+             model->cfg.pool == "cls"    ? "the class token"
+             : model->cfg.pool == "attn" ? "the tokens (attention-pooled, shown as their mean)"
+                                         : "the mean-pooled tokens",
              pred.top[0].name, 100 * pred.top[0].probability, o.out);
 }
 

@@ -23,9 +23,11 @@ bool under(const std::string& name, const std::string& prefix) {
   return name == prefix || name.rfind(prefix + ".", 0) == 0;
 }
 
-// Output shapes by rule, for a batch of one (T tokens, N patches, G = image / patch, D wide):
-//   the model (1, C); patch_embed (1, N, D) and its Conv2d (1, D, G, G);
-//   under head_drop / head: (1, width), elsewhere (1, T, width), where width is
+// Output shapes by rule, for a batch of one (T tokens, N = G*G patches or stem tokens, D wide):
+//   the model (1, C); patch_embed (1, N, D); a patch stem's Conv2d (1, D, G, G); a conv stem's
+//   conv.i (1, out_i, S_i, S_i), S_i its output side before the pool, and the conv list the
+//   map (1, D, G, G) the tokens come from;
+//   under attention_pool, head_drop and head: (1, width), elsewhere (1, T, width), where width is
 //   - a Linear's output features, D for LayerNorm, Attention, blocks and the block list,
 //     and an Mlp's fc2 output features;
 //   - for modules that keep their input's shape (Dropout, DropPath, activations, Identity),
@@ -35,8 +37,9 @@ bool under(const std::string& name, const std::string& prefix) {
 // pos_drop sees T tokens, after the class token is prepended, which the (1, T, D) rule gives.
 std::vector<SummaryRow> rows_by_rule(models::VisionTransformer& model) {
   const auto& c = model.cfg;
-  const std::int64_t T = c.num_tokens(), N = c.num_patches(), D = c.dim,
-                     G = c.image_size / c.patch_size;
+  const std::int64_t T = c.num_tokens(), N = c.num_patches(), D = c.dim, G = c.grid_size();
+  const nn::ConvTokenizerConfig stem = c.conv_stem();
+  const std::vector<std::int64_t> stem_sides = nn::ConvTokenizer::sides(stem, c.image_size);
   const std::int64_t inner = c.heads * (c.head_dim > 0 ? c.head_dim : c.dim / c.heads);
   std::vector<SummaryRow> rows;
   std::map<std::string, std::int64_t> width;      // by module name
@@ -66,9 +69,13 @@ std::vector<SummaryRow> rows_by_rule(models::VisionTransformer& model) {
       r.output = {1, c.num_classes};
     else if (name == "patch_embed")
       r.output = {1, N, D};
-    else if (under(name, "patch_embed"))
+    else if (under(name, "patch_embed.conv") && name != "patch_embed.conv") {
+      const auto i = static_cast<std::size_t>(std::stoll(name.substr(name.rfind('.') + 1)));
+      const std::int64_t out = i + 1 < static_cast<std::size_t>(stem.layers) ? stem.hidden : D;
+      r.output = {1, out, stem_sides[i], stem_sides[i]};
+    } else if (under(name, "patch_embed"))
       r.output = {1, D, G, G};
-    else if (under(name, "head") || under(name, "head_drop"))
+    else if (under(name, "head") || under(name, "head_drop") || under(name, "attention_pool"))
       r.output = {1, w};
     else
       r.output = {1, T, w};
@@ -167,6 +174,18 @@ struct SummaryOptions {
   int depth = -1;
 };
 
+// "patch 4", or the conv stem's layers, e.g. "conv stem: 2 x (3x3 conv stride 1, ReLU, 3x3/2
+// max-pool), widths 64, 128 (patch_size ignored)".
+std::string stem_description(const models::ViTConfig& c) {
+  if (c.stem != "conv") return fmt::format("patch {}", c.patch_size);
+  std::vector<std::int64_t> widths(static_cast<std::size_t>(c.stem_layers), c.stem_channels);
+  widths.back() = c.dim;
+  return fmt::format(
+      "conv stem: {} x ({}x{} conv stride {}, ReLU{}), widths {} (patch_size ignored)",
+      c.stem_layers, c.stem_kernel, c.stem_kernel, c.stem_stride,
+      c.stem_pool == "max" ? ", 3x3/2 max-pool" : "", fmt::join(widths, ", "));
+}
+
 void run_summary(const SummaryOptions& o) {
   std::unique_ptr<models::VisionTransformer> model;
   std::string source;
@@ -180,9 +199,10 @@ void run_summary(const SummaryOptions& o) {
   }
   const auto& c = model->cfg;
   fmt::print(
-      "ViT from {}: image {}, patch {}, dim {}, depth {}, heads {}, mlp {}, pool {}, {} classes\n",
-      source, c.image_size, c.patch_size, c.dim, c.depth, c.heads, c.mlp_dim, c.pool,
-      c.num_classes);
+      "ViT from {}: image {}, {} -> {}x{} tokens, dim {}, depth {}, heads {}, mlp {}, pool {}, "
+      "pos_embed {}, {} classes\n",
+      source, c.image_size, stem_description(c), c.grid_size(), c.grid_size(), c.dim, c.depth,
+      c.heads, c.mlp_dim, c.pool, c.pos_embed, c.num_classes);
   fmt::print("{}", format_summary(summarize(*model), o.depth));
 }
 
