@@ -457,5 +457,6 @@ TEST_CASE("a recipe sets defaults, explicit flags override it, unknown names are
     a.parse("", false);
     CHECK_NOTHROW(apply_recipe(t, a, find_recipe(r.name)));
     CHECK(t.recipe == r.name);
+    CHECK_NOTHROW(models::apply_overrides(models::vit_preset(t.preset), t.model).validate());
   }
 }
