@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The patchwork ViT in PyTorch, for an honest side-by-side on the same machine.
 
-The model mirrors timm's VisionTransformer (same parameter names and shapes, pre-norm blocks,
-class-token pooling, exact GELU, LayerNorm eps 1e-6), so a patchwork `model.safetensors` loads
-into it with strict=True.
+The model (bench/pytorch_vit.py) mirrors timm's VisionTransformer (same parameter names and
+shapes, pre-norm blocks, exact GELU, LayerNorm eps 1e-6) and patchwork's conv tokenizer,
+pooling and position-embedding options, so a patchwork `model.safetensors` loads into it with
+strict=True.
 
   bench/pytorch_reference.py --preset lite --batch-size 128 --threads 2
       training-step and inference throughput, model GFLOP/s, sgemm GFLOP/s, peak memory
@@ -13,9 +14,7 @@ into it with strict=True.
       the largest absolute difference of the logits
 """
 import argparse
-import io
 import json
-import math
 import resource
 import struct
 import sys
@@ -25,94 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-PRESETS = {
-    "nano": dict(dim=128, depth=6, heads=4, mlp_dim=256),
-    "lite": dict(dim=256, depth=7, heads=4, mlp_dim=512),
-    "small": dict(dim=384, depth=7, heads=12, mlp_dim=384),
-}
-
-
-class Attention(nn.Module):
-    def __init__(self, dim, heads, qkv_bias=True):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        attn = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
-        x = attn.softmax(dim=-1) @ v
-        return self.proj(x.transpose(1, 2).reshape(B, N, D))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Block(nn.Module):
-    def __init__(self, dim, heads, mlp_dim, eps):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, mlp_dim)
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self, patch, channels, dim):
-        super().__init__()
-        self.proj = nn.Conv2d(channels, dim, patch, patch)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class VisionTransformer(nn.Module):
-    def __init__(self, image_size=32, patch_size=4, channels=3, num_classes=10, dim=256, depth=7,
-                 heads=4, mlp_dim=512, eps=1e-6, **_):
-        super().__init__()
-        n = (image_size // patch_size) ** 2
-        self.patch_embed = PatchEmbed(patch_size, channels, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, n + 1, dim) * 0.02)
-        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_dim, eps) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=eps)
-        self.head = nn.Linear(dim, num_classes)
-
-    def forward(self, x):
-        x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        x = self.norm(self.blocks(x))
-        return self.head(x[:, 0])
-
-
-def forward_flops(cfg, image_size=32, patch=4, channels=3, classes=10):
-    """2 x multiply-accumulates of one forward pass on one image (same count as `vit bench`)."""
-    D, M = cfg["dim"], cfg["mlp_dim"]
-    N = (image_size // patch) ** 2
-    T = N + 1
-    macs = N * patch * patch * channels * D
-    macs += cfg["depth"] * (T * D * 3 * D + 2 * T * T * D + T * D * D + 2 * T * D * M)
-    macs += D * classes
-    return 2.0 * macs
-
+from pytorch_vit import PRESETS, VisionTransformer, forward_flops, make_config
 
 def read_safetensors(path):
     data = Path(path).read_bytes()
@@ -146,9 +60,9 @@ def cifar_test_images(data, limit):
 
 def compare_logits(args):
     weights, meta = read_safetensors(args.weights)
-    cfg = json.loads(meta["config"])
+    cfg = make_config(base=json.loads(meta["config"]))
     norm = json.loads(meta["normalization"])
-    model = VisionTransformer(**cfg).eval()
+    model = VisionTransformer(cfg).eval()
     model.load_state_dict(weights, strict=True)
     theirs, _ = read_safetensors(args.logits)
     logits_pw = theirs["logits"]
@@ -176,8 +90,8 @@ def sgemm_gflops(n=1024, reps=10, dtype=torch.float32):
 def bench(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = PRESETS[args.preset]
-    model = VisionTransformer(**cfg)
+    cfg = make_config(args.preset)
+    model = VisionTransformer(cfg)
     params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and n not in ("pos_embed", "cls_token")]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and n not in ("pos_embed", "cls_token"))]
