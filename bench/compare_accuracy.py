@@ -11,7 +11,7 @@ time counts), its final accuracy and its training images/s.
 PyTorch gets the resolved values of patchwork's run (its args.json): preset, --model overrides,
 batch size, lr, min-lr, warmup, weight decay, label smoothing, precision, model EMA and
 test-time augmentation. Options that
-bench/pytorch_recipe.py does not reproduce (EMA, test-time augmentation, Mixup, RandAugment...)
+bench/pytorch_recipe.py does not reproduce (Mixup, CutMix, RandAugment, drop path...)
 are listed under the table, so a reader knows what the PyTorch column lacks.
 """
 import argparse
@@ -67,21 +67,25 @@ def main():
     p.add_argument("--budget", default="30m", help="time budget of each run (vit train --time-budget)")
     p.add_argument("--output", default="runs/compare-accuracy")
     p.add_argument("--json", help="also write the table's figures to this file")
+    p.add_argument("--patchwork-run", help="take this finished run folder instead of training patchwork")
+    p.add_argument("--pytorch-metrics", help="take this finished PyTorch metrics file instead of training")
     p.add_argument("extra", nargs="*", help="more `vit train` flags, after --")
     args = p.parse_args()
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     name = time.strftime("pw-%Y%m%d-%H%M%S")
-    cmd = [args.vit, "train", "--recipe", args.recipe, "--time-budget", args.budget, "--data", args.data,
-           "--output", str(out), "--name", name, "--no-progress", *args.extra]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    run = out / name
+    if args.patchwork_run:
+        run = Path(args.patchwork_run)
+    else:
+        cmd = [args.vit, "train", "--recipe", args.recipe, "--time-budget", args.budget, "--data", args.data,
+               "--output", str(out), "--name", name, "--no-progress", *args.extra]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+        run = out / name
     a = json.loads((run / "args.json").read_text())
-    a = a.get("options", a)
 
-    torch_metrics = out / (name.replace("pw-", "torch-") + ".jsonl")
+    torch_metrics = Path(args.pytorch_metrics) if args.pytorch_metrics else out / (name.replace("pw-", "torch-") + ".jsonl")
     tcmd = [sys.executable, str(HERE / "pytorch_recipe.py"), "--data", args.data, "--time-budget", args.budget,
             "--preset", a["preset"], "--precision", a.get("precision", "auto"), "--metrics", str(torch_metrics)]
     for key, flag in MIRRORED.items():
@@ -92,8 +96,9 @@ def main():
     tcmd += ["--tta", a.get("tta", "none")]
     if a.get("model"):
         tcmd += ["--model", *a["model"]]
-    print("$", " ".join(tcmd), flush=True)
-    subprocess.run(tcmd, check=True)
+    if not args.pytorch_metrics:
+        print("$", " ".join(tcmd), flush=True)
+        subprocess.run(tcmd, check=True)
 
     pw, pt = epochs(run / "metrics.jsonl"), epochs(torch_metrics)
     budget_s = max(r["elapsed_seconds"] for r in pw + pt)

@@ -25,6 +25,7 @@ T0 = time.perf_counter()  # the budget counts from here, as `vit train` counts f
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import tarfile
@@ -138,8 +139,9 @@ def main():
     p.add_argument("--metrics", help="append one JSON line per epoch to this file")
     args = p.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Debian's torch 1.13 starts with one thread on some machines (omp_get_max_threads() = 1 on
+    # a 2-core KVM guest), so the thread count is always set, to all cores as vit train uses.
+    torch.set_num_threads(args.threads or os.cpu_count())
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     bf16 = args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16())
