@@ -73,26 +73,6 @@ TEST_CASE("the budget planner fits steps, epoch ends and evaluations, by hand", 
   CHECK(q.costs().epoch_end == 3.0);
 }
 
-TEST_CASE("a slow spell shortens the plan by the mean of all steps; the stop uses the recent speed",
-          "[train][budget]") {
-  // 100 steps an epoch, evaluations and epoch ends free after measuring them at 0.
-  BudgetPlanner p(1000, 100, 1, 0.0, 0.0);
-  p.record_eval(0.0);
-  p.record_epoch_end(0.0);
-  for (int i = 0; i < BudgetPlanner::kSkippedSteps; ++i) p.record_step(9.0);
-  for (int i = 0; i < 150; ++i) p.record_step(1.0);
-  for (int i = 0; i < BudgetPlanner::kWindow; ++i) p.record_step(4.0);  // a slow spell
-  // 350 s spent on 200 steps: the plan's step is 350/200 = 1.75 s (the recent one 4 s), so
-  // 650 s left hold 371 more steps, 571 in all (with the recent speed: 200 + 162).
-  CHECK(p.costs().step == 1.75);
-  CHECK(p.recent_costs().step == 4.0);
-  CHECK(p.plan(350, 200, 3) == 571);
-  CHECK_FALSE(p.must_stop(350, 200, 3));
-  // Near the end the recent speed decides: 5 s left fit one 4 s step, 3 s do not.
-  CHECK_FALSE(p.must_stop(995, 400, 5));
-  CHECK(p.must_stop(997, 400, 5));
-}
-
 namespace {
 
 std::vector<nlohmann::json> records(const fs::path& run, const std::string& type) {

@@ -71,8 +71,6 @@ void BudgetPlanner::record_step(double seconds) {
   }
   steps_.push_back(seconds);
   steps_sum_ += seconds;
-  all_steps_sum_ += seconds;
-  ++all_steps_;
   if (static_cast<int>(steps_.size()) > kWindow) {
     steps_sum_ -= steps_.front();
     steps_.pop_front();
@@ -93,12 +91,6 @@ bool BudgetPlanner::ready() const {
 }
 
 BudgetCosts BudgetPlanner::costs() const {
-  BudgetCosts c = recent_costs();
-  c.step = all_steps_ == 0 ? 0.0 : all_steps_sum_ / static_cast<double>(all_steps_);
-  return c;
-}
-
-BudgetCosts BudgetPlanner::recent_costs() const {
   BudgetCosts c;
   c.step = steps_.empty() ? 0.0 : steps_sum_ / static_cast<double>(steps_.size());
   c.eval = eval_ >= 0 ? eval_ : eval_in_steps_ * c.step;
@@ -107,8 +99,9 @@ BudgetCosts BudgetPlanner::recent_costs() const {
   return c;
 }
 
-double BudgetPlanner::time_to_finish(const BudgetCosts& c, std::int64_t total, std::int64_t done,
+double BudgetPlanner::time_to_finish(std::int64_t total, std::int64_t done,
                                      std::int64_t next_epoch_end) const {
+  const BudgetCosts c = costs();
   const std::int64_t last_epoch = (total + steps_per_epoch_ - 1) / steps_per_epoch_;
   const std::int64_t ends = std::max<std::int64_t>(0, last_epoch - next_epoch_end + 1);
   // Evaluations: the multiples of eval_every before the last epoch, and the last epoch.
@@ -139,11 +132,6 @@ std::int64_t BudgetPlanner::plan(double elapsed, std::int64_t done,
     (fits(mid) ? lo : hi) = mid;
   }
   return lo;
-}
-
-bool BudgetPlanner::must_stop(double elapsed, std::int64_t done,
-                              std::int64_t next_epoch_end) const {
-  return elapsed + time_to_finish(recent_costs(), done + 1, done, next_epoch_end) > budget_;
 }
 
 }  // namespace pw::app

@@ -38,38 +38,21 @@ class BudgetPlanner {
 
   // The wall time of one step (from the end of the previous one). The first kSkippedSteps of a
   // process are left out: they include one-time start-up (allocations, GEMM set-up).
-  //
-  // Two step times come out of these. The plan (the schedule's length) uses the mean of every
-  // step this process timed, so that a passing slow spell of the machine (a noisy neighbour on
-  // a shared host) neither cuts the cosine short nor, once the speed is back, stretches it
-  // again: with the mean of recent steps, a 4x slower minute once sent the learning rate to its
-  // minimum half-way through a 30-minute run and back up to 70% of its peak (docs/recipes.md).
-  // Whether one more step still fits uses the mean of the last kWindow steps, the speed now,
-  // so that the run ends inside its budget whatever the machine does.
   void record_step(double seconds);
   void record_eval(double seconds);
   void record_epoch_end(double seconds);
   // Whether enough steps have been measured to plan.
   bool ready() const;
-  // Costs with the step time of the plan (the mean of every timed step).
   BudgetCosts costs() const;
-  // Costs with the step time of the last kWindow steps.
-  BudgetCosts recent_costs() const;
   double budget() const { return budget_; }
 
   // Seconds from now to the end of a run that stops after `total` steps, `done` having been
   // taken, with the ends of epochs `next_epoch_end`, next_epoch_end + 1, ... (1-based) still
   // to come.
-  double time_to_finish(std::int64_t total, std::int64_t done, std::int64_t next_epoch_end) const {
-    return time_to_finish(costs(), total, done, next_epoch_end);
-  }
-  double time_to_finish(const BudgetCosts& c, std::int64_t total, std::int64_t done,
-                        std::int64_t next_epoch_end) const;
+  double time_to_finish(std::int64_t total, std::int64_t done, std::int64_t next_epoch_end) const;
   // The largest step count that ends within the budget `elapsed` seconds into it; at least
   // `done` (stop now) and at least 1.
   std::int64_t plan(double elapsed, std::int64_t done, std::int64_t next_epoch_end) const;
-  // Whether, at the recent speed, one more step and what must follow it no longer fit.
-  bool must_stop(double elapsed, std::int64_t done, std::int64_t next_epoch_end) const;
 
   static constexpr int kSkippedSteps = 2;
   static constexpr int kMeasuredSteps = 3;  // steps measured before the first plan
@@ -81,10 +64,8 @@ class BudgetPlanner {
   double eval_in_steps_;
   double epoch_end_guess_;
   int skipped_ = 0;
-  std::deque<double> steps_;  // the last kWindow
-  double steps_sum_ = 0;      // of steps_
-  double all_steps_sum_ = 0;
-  std::int64_t all_steps_ = 0;
+  std::deque<double> steps_;
+  double steps_sum_ = 0;
   double eval_ = -1;
   std::deque<double> epoch_ends_;  // the last few; the largest is used
 };

@@ -414,9 +414,7 @@ TrainResult train(TrainOptions o) {
         if (planner->ready()) {
           // Adopt a new plan now and then (a schedule re-sized at every step would wobble),
           // but stop at once when even one more step would not fit.
-          std::int64_t plan = planner->plan(elapsed(), state.global_step, state.epoch + 1);
-          if (planner->must_stop(elapsed(), state.global_step, state.epoch + 1))
-            plan = state.global_step;
+          const std::int64_t plan = planner->plan(elapsed(), state.global_step, state.epoch + 1);
           ++steps_since_plan;
           if (plan <= state.global_step || !planned || steps_since_plan >= replan_every) {
             resize_schedule(plan);
@@ -431,9 +429,7 @@ TrainResult train(TrainOptions o) {
     images_total += seen_here;
     // At an epoch end the plan is made again before deciding whether this epoch is the last.
     if (planner && planner->ready()) {
-      const bool stop = planner->must_stop(elapsed(), state.global_step, state.epoch + 1);
-      resize_schedule(stop ? state.global_step
-                           : planner->plan(elapsed(), state.global_step, state.epoch + 1));
+      resize_schedule(planner->plan(elapsed(), state.global_step, state.epoch + 1));
       steps_since_plan = 0;
     }
     const bool last_epoch = state.global_step >= total_steps;
