@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from compare import cpu_has_native_bf16
 from pytorch_vit import PRESETS, VisionTransformer, make_config
 
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -92,14 +93,6 @@ def parse_duration(text):
         raise argparse.ArgumentTypeError(f"'{text}' is not a duration (e.g. 90s, 30m, 2.5h, 1h30m)")
     h, mi, s = (float(g) if g else 0.0 for g in m.groups())
     return 3600 * h + 60 * mi + s
-
-
-def cpu_has_native_bf16():
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def evaluate(model, images, labels, autocast, tta, batch=500):

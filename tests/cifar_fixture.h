@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,19 @@ inline std::filesystem::path write_synthetic_cifar(const std::filesystem::path& 
        {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"})
     meta << name << "\n";
   return dir;
+}
+
+// The records of one type ("step", "epoch", "summary") of a run's metrics.jsonl.
+inline std::vector<nlohmann::json> records(const std::filesystem::path& run,
+                                           const std::string& type) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == type) out.push_back(j);
+  }
+  return out;
 }
 
 }  // namespace pw::testing

@@ -10,6 +10,7 @@
 
 using namespace pw;
 using namespace pw::app;
+using pw::testing::records;
 namespace fs = std::filesystem;
 
 TEST_CASE("durations read as 90s, 30m, 2.5h, 1h30m or plain seconds", "[train][budget]") {
@@ -73,20 +74,6 @@ TEST_CASE("the budget planner fits steps, epoch ends and evaluations, by hand", 
   CHECK(q.costs().epoch_end == 3.0);
 }
 
-namespace {
-
-std::vector<nlohmann::json> records(const fs::path& run, const std::string& type) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == type) out.push_back(j);
-  }
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("a budgeted run ends within its budget with its lr at the minimum", "[train][budget]") {
   testing::TempDir tmp("budget");

@@ -18,6 +18,7 @@
 
 using namespace pw;
 using namespace pw::app;
+using pw::testing::records;
 namespace fs = std::filesystem;
 
 namespace {
@@ -45,17 +46,6 @@ std::vector<double> step_losses(const fs::path& run) {
   return losses;
 }
 
-// The records of one type ("step", "epoch", "summary") of a run's metrics.jsonl.
-std::vector<nlohmann::json> records(const fs::path& run, const std::string& type) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == type) out.push_back(j);
-  }
-  return out;
-}
 
 // name -> values, for comparing tensor lists regardless of order.
 std::map<std::string, std::vector<float>> by_name(const NamedTensors& tensors) {
