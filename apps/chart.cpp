@@ -10,7 +10,7 @@
 #include <numbers>
 
 #include "core/error.h"
-#include "core/file_io.h"
+#include "io/file_io.h"
 
 namespace pw::app {
 namespace {

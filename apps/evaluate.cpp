@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "apps/data/loader.h"
+#include "data/loader.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/parallel.h"

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/data/cifar10.h"
+#include "data/cifar10.h"
 #include "models/vit.h"
 
 namespace pw::app {

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "core/error.h"
-#include "core/file_io.h"
+#include "io/file_io.h"
 
 // The stb implementations are compiled here, once for the whole program. stb is C-style code
 // that our warning flags (with -Werror) would reject, so its warnings are silenced locally.

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "apps/data/image.h"
+#include "data/image.h"
 #include "apps/weights.h"
 #include "core/tensor.h"
 

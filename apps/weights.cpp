@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 
 namespace pw::app {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "models/vit.h"
 #include "optim/ema.h"
 #include "optim/optimizer.h"

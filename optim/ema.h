@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "core/tensor.h"
 
 namespace pw::optim {

@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "core/autograd.h"
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "core/tensor.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"

@@ -13,12 +13,12 @@
 #include <numeric>
 #include <set>
 
-#include "apps/data/augment.h"
-#include "apps/data/autoaugment.h"
-#include "apps/data/cifar10.h"
-#include "apps/data/loader.h"
-#include "apps/data/locate.h"
-#include "apps/data/mix.h"
+#include "data/augment.h"
+#include "data/autoaugment.h"
+#include "data/cifar10.h"
+#include "data/loader.h"
+#include "data/locate.h"
+#include "data/mix.h"
 
 using namespace pw;
 using namespace pw::data;

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <limits>
 
-#include "core/file_io.h"
-#include "core/safetensors.h"
+#include "io/file_io.h"
+#include "io/safetensors.h"
 
 using namespace pw;
 using Catch::Matchers::Contains;

@@ -12,7 +12,7 @@
 #include "apps/weights.h"
 #include "cifar_fixture.h"
 #include "core/autograd.h"
-#include "core/file_io.h"
+#include "io/file_io.h"
 #include "ops/nn.h"
 #include "optim/adam.h"
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "apps/commands/rollout.h"
-#include "apps/data/image.h"
+#include "data/image.h"
 #include "models/vit.h"
 
 namespace pw::app {

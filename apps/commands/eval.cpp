@@ -3,13 +3,13 @@
 #include <filesystem>
 
 #include "apps/commands/command.h"
-#include "apps/data/locate.h"
+#include "data/locate.h"
 #include "apps/evaluate.h"
 #include "apps/precision.h"
 #include "apps/train/trainer.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
-#include "core/safetensors.h"
+#include "io/safetensors.h"
 #include "ops/shape.h"
 
 namespace pw::app {

@@ -4,7 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 
-#include "apps/data/image.h"
+#include "data/image.h"
 
 namespace pw::app {
 

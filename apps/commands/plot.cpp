@@ -12,7 +12,7 @@
 #include "apps/chart.h"
 #include "apps/commands/command.h"
 #include "core/error.h"
-#include "core/file_io.h"
+#include "io/file_io.h"
 
 namespace pw::app {
 namespace fs = std::filesystem;

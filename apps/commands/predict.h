@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/data/image.h"
+#include "data/image.h"
 #include "apps/weights.h"
 #include "models/vit.h"
 

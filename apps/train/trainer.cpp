@@ -10,8 +10,8 @@
 #include <fstream>
 
 #include "apps/commands/plot.h"
-#include "apps/data/loader.h"
-#include "apps/data/locate.h"
+#include "data/loader.h"
+#include "data/locate.h"
 #include "apps/evaluate.h"
 #include "apps/precision.h"
 #include "apps/train/budget.h"
@@ -20,7 +20,7 @@
 #include "apps/weights.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "core/file_io.h"
+#include "io/file_io.h"
 #include "ops/nn.h"
 #include "optim/clip_grad.h"
 #include "optim/ema.h"

@@ -9,7 +9,7 @@
 #pragma once
 #include <cstdint>
 
-#include "apps/data/image.h"
+#include "data/image.h"
 #include "core/random.h"
 
 namespace pw::data {

@@ -1,8 +1,8 @@
-#include "apps/data/autoaugment.h"
+#include "data/autoaugment.h"
 
 #include <cmath>
 
-#include "apps/data/augment.h"
+#include "data/augment.h"
 #include "core/error.h"
 
 namespace pw::data {

@@ -1,4 +1,4 @@
-#include "apps/data/mix.h"
+#include "data/mix.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "apps/data/cifar10.h"
+#include "data/cifar10.h"
 
 #include <zlib.h>
 

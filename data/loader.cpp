@@ -1,10 +1,10 @@
-#include "apps/data/loader.h"
+#include "data/loader.h"
 
 #include <chrono>
 #include <cstring>
 #include <numeric>
 
-#include "apps/data/autoaugment.h"
+#include "data/autoaugment.h"
 #include "core/error.h"
 
 namespace pw::data {

@@ -13,9 +13,9 @@
 #include <thread>
 #include <vector>
 
-#include "apps/data/augment.h"
-#include "apps/data/cifar10.h"
-#include "apps/data/mix.h"
+#include "data/augment.h"
+#include "data/cifar10.h"
+#include "data/mix.h"
 #include "core/tensor.h"
 
 namespace pw::data {

@@ -4,7 +4,7 @@
 #include <array>
 #include <string_view>
 
-#include "apps/data/image.h"
+#include "data/image.h"
 #include "core/random.h"
 
 namespace pw::data {

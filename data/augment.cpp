@@ -1,4 +1,4 @@
-#include "apps/data/augment.h"
+#include "data/augment.h"
 
 #include <algorithm>
 #include <array>

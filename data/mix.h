@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "apps/data/image.h"
+#include "data/image.h"
 #include "core/random.h"
 #include "core/tensor.h"
 

@@ -1,10 +1,10 @@
-#include "apps/data/locate.h"
+#include "data/locate.h"
 
 #include <sys/wait.h>
 
 #include <cstdlib>
 
-#include "apps/data/cifar10.h"
+#include "data/cifar10.h"
 #include "core/error.h"
 
 namespace pw::data {
