@@ -1,10 +1,30 @@
 // `vit train`: the training loop with its run folder, checkpoints, exact resume, signals.
+//
+// Trainer reads top to bottom as a run goes: the constructor sets the run up (data, the
+// checkpoint to resume from, model, optimizer, schedule, EMA, run folder, time budget), run()
+// trains epoch by epoch, and each epoch is train_epoch() (steps), evaluate() and end_epoch()
+// (metrics, checkpoints, curves); finish() writes the weights file and the summary.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 
+#include "apps/evaluate.h"
+#include "apps/precision.h"
+#include "apps/train/budget.h"
+#include "apps/train/metrics_log.h"
 #include "apps/train/options.h"
+#include "apps/train/progress.h"
+#include "apps/train/schedule.h"
+#include "apps/weights.h"
+#include "data/cifar10.h"
+#include "data/loader.h"
 #include "models/vit.h"
+#include "optim/ema.h"
 
 namespace pw::app {
 
@@ -21,6 +41,87 @@ struct TrainResult {
 
 // Runs training as configured; throws pw::Error on bad input or a non-finite loss.
 TrainResult train(TrainOptions options);
+
+class Trainer {
+ public:
+  // Validates the options and sets the run up; errors name the flag or file at fault.
+  explicit Trainer(TrainOptions options);
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+  ~Trainer();
+  TrainResult run();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  // The running sums of the epoch in progress.
+  struct Epoch {
+    Clock::time_point start, step_start;
+    double loss_sum = 0, wait = 0;
+    std::int64_t correct = 0, seen = 0, seen_here = 0;  // seen_here: by this process
+  };
+  // One evaluation of the test set: the weights, and the model EMA's when the run keeps one.
+  struct Evaluation {
+    double loss = 0, accuracy = -1;
+    double loss_ema = 0, accuracy_ema = -1;  // accuracy_ema < 0: no EMA
+    double seconds = 0;
+    double best() const { return std::max(accuracy, accuracy_ema); }
+  };
+
+  void load_data();
+  void open_run();
+  void build_model();
+  void plan_budget();
+  // Trains until the epoch's last batch or the planned step count; false when a stop was
+  // requested (the checkpoint is then saved).
+  bool train_epoch(Epoch& e);
+  void train_step(const data::Batch& batch, Epoch& e);
+  void follow_budget(Epoch& e);
+  Evaluation evaluate();
+  void end_epoch(Epoch& e);
+  void save_last();
+  void resize_schedule(std::int64_t total);
+  TrainResult stopped();
+  TrainResult finish();
+  double elapsed() const;
+  std::int64_t planned_epochs() const;
+
+  TrainOptions o_;
+  void (*prev_sigint_)(int) = nullptr;  // the handlers before the run's, restored at its end
+  void (*prev_sigterm_)(int) = nullptr;
+  const Clock::time_point t_start_;  // wall time counts from here, data loading included
+  Progress progress_;
+  PrecisionChoice precision_;
+  Tta tta_;
+  std::optional<double> budget_;
+
+  data::Cifar10 cifar_;
+  std::unique_ptr<data::Loader> loader_;
+  std::int64_t steps_per_epoch_ = 0;
+  // Without a budget the schedule spans --epochs; with one, it spans the planned step count,
+  // provisionally --epochs until the first steps are measured.
+  std::int64_t total_steps_ = 0;
+
+  std::optional<LoadedModel> resumed_;  // until build_model() has taken its weights
+  std::filesystem::path resumed_from_;
+  TrainState state_;
+  std::filesystem::path run_dir_, last_path_, best_path_;
+  ModelInfo info_;
+  std::unique_ptr<models::VisionTransformer> model_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  Schedule schedule_;
+  std::unique_ptr<optim::ModelEma> ema_;
+  std::unique_ptr<models::VisionTransformer> ema_model_;  // evaluates the EMA's weights
+  std::unique_ptr<MetricsLog> metrics_;
+  double elapsed_before_ = 0;  // wall time of earlier invocations of a resumed run
+
+  std::optional<BudgetPlanner> planner_;
+  std::int64_t replan_every_ = 1, steps_since_plan_ = 0;
+  bool planned_ = false;
+
+  TrainResult result_;
+  std::int64_t images_total_ = 0;
+  double train_seconds_ = 0;
+};
 
 // Resolves --resume: the saved args of the run are the base and the flags given explicitly
 // on the command line (those of `given`) override them.
