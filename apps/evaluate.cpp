@@ -5,6 +5,7 @@
 #include "data/loader.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
+#include "core/interrupt.h"
 #include "core/parallel.h"
 #include "ops/elementwise.h"
 #include "ops/nn.h"
@@ -81,6 +82,7 @@ SplitPredictions predict_split(models::VisionTransformer& model, const data::Dat
   std::vector<Tensor> logits;
   double loss_sum = 0;
   while (auto batch = loader.next()) {
+    check_interrupt("evaluate");  // a signal stops an evaluation within a batch
     Tensor l = predict_logits(model, batch->images, tta);
     const auto n = static_cast<double>(batch->labels.size());
     loss_sum += cross_entropy(l, labels_tensor(batch->labels)).item() * n;

@@ -3,13 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <span>
 
 #include "core/error.h"
 #include "io/file_io.h"
 
 // The stb implementations are compiled here, once for the whole program. stb is C-style code
 // that our warning flags (with -Werror) would reject, so its warnings are silenced locally.
+// stb_image is the reviewed copy in third_party/stb (see its README), with only the decoders of
+// the formats the commands promise and no FILE* API: files are read by load_image, which can
+// then bound their size and check them before and after decoding.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wall"
 #pragma GCC diagnostic ignored "-Wextra"
@@ -19,9 +24,17 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wunused-variable"
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG  // readable reasons ("Corrupt PNG") rather than codes
-#include <stb_image.h>
+#define STBI_NO_STDIO
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_PNM
+#define STBI_MAX_DIMENSIONS 16384
+#include "third_party/stb/stb_image.h"
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb_image_write.h>
 #pragma GCC diagnostic pop
@@ -29,22 +42,97 @@
 namespace pw::app {
 namespace fs = std::filesystem;
 
-data::Image load_image(const fs::path& path) {
-  std::error_code ec;
-  PW_CHECK(fs::exists(path, ec), "[image] cannot read '{}': no such file", path.string());
-  PW_CHECK(!fs::is_directory(path, ec), "[image] cannot read '{}': it is a directory",
-           path.string());
+namespace {
+
+// stb reads a file held in memory through these callbacks. Once the bytes are used up stb feeds
+// its decoder zeros; a read asked for after that (or a skip past the end) marks the file as
+// truncated, which stb itself accepts for several formats.
+struct StbSource {
+  std::span<const std::uint8_t> bytes;
+  std::size_t pos = 0;
+  bool read_past_end = false;
+};
+
+int stb_read(void* user, char* data, int size) {
+  auto* s = static_cast<StbSource*>(user);
+  const std::size_t want = static_cast<std::size_t>(std::max(size, 0));
+  const std::size_t n = std::min(want, s->bytes.size() - s->pos);
+  if (want > 0 && n == 0) s->read_past_end = true;
+  if (n > 0) std::memcpy(data, s->bytes.data() + s->pos, n);
+  s->pos += n;
+  return static_cast<int>(n);
+}
+
+void stb_skip(void* user, int n) {
+  auto* s = static_cast<StbSource*>(user);
+  if (n < 0) {  // stb's "unget"
+    s->pos -= std::min(s->pos, static_cast<std::size_t>(-static_cast<std::int64_t>(n)));
+    return;
+  }
+  const std::size_t left = s->bytes.size() - s->pos;
+  if (static_cast<std::size_t>(n) > left) s->read_past_end = true;
+  s->pos += std::min(left, static_cast<std::size_t>(n));
+}
+
+int stb_eof(void* user) {
+  const auto* s = static_cast<const StbSource*>(user);
+  return s->pos >= s->bytes.size() ? 1 : 0;
+}
+
+constexpr stbi_io_callbacks kStbCallbacks{stb_read, stb_skip, stb_eof};
+
+}  // namespace
+
+data::Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name) {
+  const auto reason = [] {
+    const char* r = stbi_failure_reason();
+    return std::string(r ? r : "unknown error");
+  };
+  // The header first: the size is checked before the decoder allocates anything for it.
   int w = 0, h = 0, channels_in_file = 0;
+  StbSource header{bytes};
+  if (!stbi_info_from_callbacks(&kStbCallbacks, &header, &w, &h, &channels_in_file)) {
+    // stb's reason when no decoder recognises the file (the others name a corrupt format).
+    const bool unknown = reason().rfind("Image not of any known type", 0) == 0;
+    fail("[image] cannot decode '{}': {}{}", name, reason(),
+         unknown ? " (PNG, JPEG, BMP and PPM/PGM are read)" : "");
+  }
+  PW_CHECK(!header.read_past_end, "[image] cannot decode '{}': the file ends inside its header",
+           name);
+  PW_CHECK(w > 0 && h > 0 && std::int64_t{w} * h <= kMaxImagePixels,
+           "[image] cannot decode '{}': {}x{} pixels is more than the limit of {}", name, w, h,
+           kMaxImagePixels);
+  StbSource source{bytes};
+  int dw = 0, dh = 0;
   // Asking for 3 channels makes stb convert grey, grey+alpha and RGBA to RGB for us.
   std::unique_ptr<stbi_uc, void (*)(void*)> hwc(
-      stbi_load(path.c_str(), &w, &h, &channels_in_file, 3), stbi_image_free);
-  if (!hwc) fail("[image] cannot decode '{}': {}", path.string(), stbi_failure_reason());
+      stbi_load_from_callbacks(&kStbCallbacks, &source, &dw, &dh, &channels_in_file, 3),
+      stbi_image_free);
+  if (!hwc) fail("[image] cannot decode '{}': {}", name, reason());
+  PW_CHECK(!source.read_past_end,
+           "[image] cannot decode '{}': the file is truncated (its data ends before the image "
+           "does)",
+           name);
+  PW_CHECK(dw == w && dh == h, "[image] cannot decode '{}': its header says {}x{}, its data {}x{}",
+           name, w, h, dw, dh);
   data::Image img(3, h, w);
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
       for (int c = 0; c < 3; ++c)
         img.at(c, y, x) = hwc.get()[(static_cast<std::size_t>(y) * w + x) * 3 + c];
   return img;
+}
+
+data::Image load_image(const fs::path& path) {
+  std::error_code ec;
+  PW_CHECK(fs::exists(path, ec), "[image] cannot read '{}': no such file", path.string());
+  PW_CHECK(!fs::is_directory(path, ec), "[image] cannot read '{}': it is a directory",
+           path.string());
+  const auto size = fs::file_size(path, ec);
+  PW_CHECK(!ec && size <= kMaxImageFileBytes,
+           "[image] cannot read '{}': {} bytes is more than the limit of {}", path.string(),
+           ec ? 0 : size, kMaxImageFileBytes);
+  return decode_image(read_file(path.string()), path.string());
 }
 
 void write_png(const fs::path& path, const data::Image& img) {

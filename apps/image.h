@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "data/image.h"
@@ -11,9 +13,17 @@
 
 namespace pw::app {
 
+// The limits of the image reader: a file's size, and the pixels its header may claim (checked
+// before decoding, so that a few bytes claiming a huge image cost nothing).
+inline constexpr std::uint64_t kMaxImageFileBytes = std::uint64_t{256} << 20;
+inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 24;  // 4096 x 4096
+
 // Reads a PNG, JPEG, BMP or PPM/PGM file as 3-channel RGB (grey is replicated, alpha dropped);
-// a missing or undecodable file is a pw::Error naming the file and stb's reason.
+// a missing, undecodable, truncated or too large file is a pw::Error naming the file and the
+// reason.
 data::Image load_image(const std::filesystem::path& path);
+// The same for a file's bytes held in memory; `name` names it in errors.
+data::Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name);
 
 // Writes an RGB (or grey) image as PNG, atomically; errors name the file.
 void write_png(const std::filesystem::path& path, const data::Image& img);

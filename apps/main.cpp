@@ -7,6 +7,7 @@
 
 #include "apps/commands/commands.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vit: Vision Transformers on CIFAR-10, trained on the CPU with patchwork"};
@@ -29,6 +30,9 @@ int main(int argc, char** argv) {
   }
   try {
     return pw::app::run_chosen_command().value_or(0);
+  } catch (const pw::Interrupted& e) {  // a signal before anything was worth saving
+    fmt::print(stderr, "{}\n", e.what());
+    return 130;
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

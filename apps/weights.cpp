@@ -1,7 +1,9 @@
 #include "apps/weights.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "io/file_io.h"
 #include "io/safetensors.h"
 
 namespace pw::app {
@@ -19,23 +21,40 @@ std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
           {"classes", nlohmann::json(info.classes).dump()}};
 }
 
-nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const std::string& key,
-                          const std::string& path) {
+// The metadata string `key` as JSON; errors are completed with the file name by the caller.
+nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const std::string& key) {
   auto it = meta.find(key);
-  PW_CHECK(it != meta.end(),
-           "[load] {}: no '{}' in the safetensors metadata; not a patchwork model file", path, key);
+  PW_CHECK(it != meta.end(), "no '{}' in the safetensors metadata; not a patchwork model file",
+           key);
   try {
     return nlohmann::json::parse(it->second);
   } catch (const nlohmann::json::exception& e) {
-    fail("[load] {}: metadata '{}' is not valid JSON: {}", path, key, e.what());
+    fail("metadata '{}' is not valid JSON: {}", key, e.what());
   }
+}
+
+ModelInfo parse_model_info(const std::map<std::string, std::string>& meta) {
+  ModelInfo info;
+  info.config = models::config_from_json(parse_json(meta, "config"));
+  const auto norm = parse_json(meta, "normalization");
+  info.normalization.mean = norm.at("mean").get<std::vector<double>>();
+  info.normalization.std = norm.at("std").get<std::vector<double>>();
+  const auto& n = info.normalization;
+  PW_CHECK(!n.mean.empty() && n.std.size() == n.mean.size(),
+           "normalization has {} means and {} stds", n.mean.size(), n.std.size());
+  for (std::size_t c = 0; c < n.std.size(); ++c)
+    PW_CHECK(std::isfinite(n.mean[c]) && std::isfinite(n.std[c]) && n.std[c] > 0,
+             "normalization of channel {} is mean {}, std {}; expected finite values, std > 0", c,
+             n.mean[c], n.std[c]);
+  info.classes = parse_json(meta, "classes").get<std::vector<std::string>>();
+  return info;
 }
 
 }  // namespace
 
 void save_model_weights(const std::string& path, const models::VisionTransformer& model,
                         const ModelInfo& info) {
-  save_safetensors(path, model.state_dict(), model_metadata(info));
+  save_safetensors(path, model.state_dict(), model_metadata(info), /*checksum=*/true);
 }
 
 nlohmann::json TrainState::to_json() const {
@@ -72,6 +91,18 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.epoch_loss_sum = j.value("epoch_loss_sum", 0.0);
   s.epoch_correct = j.value("epoch_correct", std::int64_t{0});
   s.epoch_seen = j.value("epoch_seen", std::int64_t{0});
+  for (const auto& [field, value] : {std::pair<const char*, std::int64_t>{"epoch", s.epoch},
+                                     {"batch", s.batch},
+                                     {"global_step", s.global_step},
+                                     {"planned_steps", s.planned_steps},
+                                     {"epoch_correct", s.epoch_correct},
+                                     {"epoch_seen", s.epoch_seen}})
+    PW_CHECK(value >= 0, "[checkpoint] train_state {} is {}, expected a count >= 0", field, value);
+  PW_CHECK(std::isfinite(s.elapsed_seconds) && s.elapsed_seconds >= 0,
+           "[checkpoint] train_state elapsed_seconds is {}, expected a time >= 0",
+           s.elapsed_seconds);
+  PW_CHECK(s.precision == "fp32" || s.precision == "bf16",
+           "[checkpoint] train_state precision is '{}', expected fp32 or bf16", s.precision);
   return s;
 }
 
@@ -89,25 +120,33 @@ void save_checkpoint(const std::string& path, const models::VisionTransformer& m
   meta["optimizer"] = os.scalars.dump();
   meta["train_state"] = state.to_json().dump();
   if (ema) meta["model_ema"] = ema->state_scalars().dump();
-  save_safetensors(path, tensors, meta);
+  save_safetensors(path, tensors, meta, /*checksum=*/true);
 }
 
 LoadedModel load_model_file(const std::string& path) {
-  const SafetensorsFile file = load_safetensors(path);
+  return parse_model_file(read_file(path), path);
+}
+
+LoadedModel parse_model_file(std::span<const std::uint8_t> bytes, const std::string& path) {
+  const SafetensorsFile file = parse_safetensors(bytes, path);
   LoadedModel out;
+  out.source = path;
+  auto fmt_it = file.metadata.find("format");
+  out.is_checkpoint = fmt_it != file.metadata.end() && fmt_it->second == kCheckpointFormat;
+  // Every problem of the metadata is reported once, prefixed with the file's name.
   try {
-    out.info.config = models::config_from_json(parse_json(file.metadata, "config", path));
-    const auto norm = parse_json(file.metadata, "normalization", path);
-    out.info.normalization.mean = norm.at("mean").get<std::vector<double>>();
-    out.info.normalization.std = norm.at("std").get<std::vector<double>>();
-    out.info.classes = parse_json(file.metadata, "classes", path).get<std::vector<std::string>>();
+    out.info = parse_model_info(file.metadata);
+    if (out.is_checkpoint) {
+      out.optimizer.scalars = parse_json(file.metadata, "optimizer");
+      out.state = TrainState::from_json(parse_json(file.metadata, "train_state"));
+      if (file.metadata.count("model_ema")) out.ema_state = parse_json(file.metadata, "model_ema");
+    }
   } catch (const nlohmann::json::exception& e) {
-    fail("[load] {}: malformed metadata: {}", path, e.what());
+    fail("[load] {}: malformed {}: {}", path, out.is_checkpoint ? "checkpoint state" : "metadata",
+         e.what());
   } catch (const Error& e) {
     fail("[load] {}: {}", path, e.what());
   }
-  auto fmt_it = file.metadata.find("format");
-  out.is_checkpoint = fmt_it != file.metadata.end() && fmt_it->second == kCheckpointFormat;
   for (const auto& e : file.entries) {
     PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type", path,
              e.name, e.dtype);
@@ -121,16 +160,6 @@ LoadedModel load_model_file(const std::string& path) {
       out.optimizer.tensors.emplace_back(e.name.substr(10), t);
     } else if (e.name.rfind("ema.", 0) == 0) {
       out.ema.emplace_back(e.name.substr(4), t);
-    }
-  }
-  if (out.is_checkpoint) {
-    try {
-      out.optimizer.scalars = parse_json(file.metadata, "optimizer", path);
-      out.state = TrainState::from_json(parse_json(file.metadata, "train_state", path));
-      if (file.metadata.count("model_ema"))
-        out.ema_state = parse_json(file.metadata, "model_ema", path);
-    } catch (const nlohmann::json::exception& e) {
-      fail("[load] {}: malformed checkpoint state: {}", path, e.what());
     }
   }
   return out;
@@ -147,6 +176,10 @@ void load_weights_into(models::VisionTransformer& model, const NamedTensors& wei
   NamedTensors adjusted = weights;
   for (auto& [name, t] : adjusted) {
     if (name != "pos_embed" || !learned || t.shape() == model.pos_embed.shape()) continue;
+    // Resized only when the width agrees: the new table's size then follows from the model.
+    PW_CHECK(t.dim() == 3 && t.shape()[2] == model.cfg.dim,
+             "[load] pos_embed has shape {}, which cannot be resized to the model's {}",
+             shape_str(t.shape()), shape_str(model.pos_embed.shape()));
     const std::int64_t prefix = model.cls_token.defined() ? 1 : 0;
     t = models::resize_pos_embed(t, prefix, model.cfg.grid_size(), "bicubic");
   }
@@ -154,6 +187,22 @@ void load_weights_into(models::VisionTransformer& model, const NamedTensors& wei
 }
 
 std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded) {
+  // The file's tensors must be exactly those its config describes: the model then takes no
+  // more memory than the file's own tensors.
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [name, t] : loaded.weights) given[name] = &t;
+  const auto expected = loaded.info.config.state_dict_shapes();
+  for (const auto& [name, shape] : expected) {
+    auto it = given.find(name);
+    PW_CHECK(it != given.end(), "[load] {}: missing tensor '{}' of shape {} that its config needs",
+             loaded.source, name, shape_str(shape));
+    PW_CHECK(it->second->shape() == shape,
+             "[load] {}: tensor '{}' has shape {}, but its config needs {}", loaded.source, name,
+             shape_str(it->second->shape()), shape_str(shape));
+    given.erase(it);
+  }
+  PW_CHECK(given.empty(), "[load] {}: unexpected tensor '{}' that its config does not describe",
+           loaded.source, given.empty() ? "" : given.begin()->first);
   auto model = std::make_unique<models::VisionTransformer>(loaded.info.config);
   load_weights_into(*model, loaded.weights);
   return model;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 
 namespace pw::data {
 
@@ -31,11 +32,25 @@ std::vector<std::string> split_files(Split split) {
 namespace {
 
 constexpr const char* kMetaFile = "batches.meta.txt";
+// Text entries (batches.meta.txt, long names, pax headers) are read whole; larger ones are not
+// what the format holds.
+constexpr std::uint64_t kMaxTextEntry = 1 << 20;
+// Entry sizes in a tar header above this are corrupt (and would overflow the padding).
+constexpr std::uint64_t kMaxEntrySize = std::uint64_t{1} << 50;
 constexpr const char* kArchiveName = "cifar-10-binary.tar.gz";
 constexpr const char* kBinFolder = "cifar-10-batches-bin";
 
 // Fills dst with exactly n bytes or throws.
 using ReadFn = std::function<void(std::uint8_t* dst, std::size_t n)>;
+
+// Grows `v` to hold `size` elements when `claimed` were announced: at most twice what has
+// arrived, never more than announced, so that a size read from an archive header costs memory
+// only as its data actually comes (and a 6 GB claim in a 421-byte file costs nothing).
+template <typename T>
+void grow_for(std::vector<T>& v, std::size_t size, std::size_t claimed) {
+  if (size > v.capacity()) v.reserve(std::min(claimed, std::max(size, 2 * v.capacity())));
+  v.resize(size);
+}
 
 // Appends up to `max_records` (all when negative) records of a batch file of `size` bytes
 // to `out`, validating the size and every label. Returns the bytes consumed.
@@ -48,15 +63,19 @@ std::uint64_t parse_records(const ReadFn& read, std::uint64_t size, const std::s
   std::int64_t records = static_cast<std::int64_t>(size / kRecordBytes);
   if (max_records >= 0) records = std::min(records, max_records);
   const std::int64_t first = out.size();
-  out.labels.resize(static_cast<std::size_t>(first + records));
-  out.images.resize(static_cast<std::size_t>((first + records) * kImageBytes));
+  const auto claimed = static_cast<std::size_t>(first + records);
   // Records are read in chunks and split into label and image: the file's image bytes are
   // already CHW, so each image is one memcpy.
   constexpr std::int64_t kChunkRecords = 1024;
-  std::vector<std::uint8_t> chunk(static_cast<std::size_t>(kChunkRecords * kRecordBytes));
+  std::vector<std::uint8_t> chunk(
+      static_cast<std::size_t>(std::min(kChunkRecords, records) * kRecordBytes));
   for (std::int64_t done = 0; done < records;) {
+    check_interrupt("cifar10");
     const std::int64_t n = std::min(kChunkRecords, records - done);
     read(chunk.data(), static_cast<std::size_t>(n * kRecordBytes));
+    const auto have = static_cast<std::size_t>(first + done + n);
+    grow_for(out.labels, have, claimed);
+    grow_for(out.images, have * kImageBytes, claimed * kImageBytes);
     for (std::int64_t r = 0; r < n; ++r) {
       const std::uint8_t* rec = chunk.data() + r * kRecordBytes;
       PW_CHECK(rec[0] < kNumClasses, "[cifar10] {}: record {} has label {}, expected 0..9", name,
@@ -141,7 +160,9 @@ void read_folder(const fs::path& dir, std::vector<SplitBuilder*> builders) {
     }
   }
   std::string meta;
-  if (std::ifstream in(dir / kMetaFile); in) {
+  std::error_code ec;
+  const auto meta_size = fs::file_size(dir / kMetaFile, ec);
+  if (std::ifstream in(dir / kMetaFile); in && !ec && meta_size < kMaxTextEntry) {
     std::ostringstream s;
     s << in.rdbuf();
     meta = s.str();
@@ -188,10 +209,17 @@ class GzReader {
   void skip(std::uint64_t n, const std::string& what) {
     std::vector<std::uint8_t> scratch(std::min<std::uint64_t>(n, 1 << 20));
     while (n > 0) {
+      check_interrupt("cifar10");
       const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, scratch.size()));
       read_exact(scratch.data(), k, what);
       n -= k;
     }
+  }
+  // Reads what is left of the stream, so that zlib checks the gzip trailer (length and CRC):
+  // an archive cut short after the entries in use is then reported too.
+  void drain() {
+    std::vector<std::uint8_t> scratch(1 << 16);
+    while (read_some(scratch.data(), scratch.size()) > 0) check_interrupt("cifar10");
   }
   const std::string& name() const { return name_; }
 
@@ -203,13 +231,22 @@ class GzReader {
 // A numeric tar header field: octal ASCII, or base-256 when the top bit is set (GNU).
 std::uint64_t tar_number(const std::uint8_t* field, std::size_t len, const std::string& archive) {
   std::uint64_t v = 0;
+  const auto too_large = [&] {
+    pw::fail("[cifar10] {}: corrupt tar header (numeric field out of range)", archive);
+  };
   if (field[0] & 0x80) {
-    for (std::size_t i = 1; i < len; ++i) v = (v << 8) | field[i];
+    for (std::size_t i = 1; i < len; ++i) {
+      if (v >> 56) too_large();
+      v = (v << 8) | field[i];
+    }
     return v;
   }
   std::size_t i = 0;
   while (i < len && field[i] == ' ') ++i;
-  for (; i < len && field[i] >= '0' && field[i] <= '7'; ++i) v = v * 8 + (field[i] - '0');
+  for (; i < len && field[i] >= '0' && field[i] <= '7'; ++i) {
+    if (v >> 60) too_large();
+    v = v * 8 + (field[i] - '0');
+  }
   PW_CHECK(i == len || field[i] == ' ' || field[i] == '\0',
            "[cifar10] {}: corrupt tar header (bad numeric field)", archive);
   return v;
@@ -227,15 +264,23 @@ std::string basename_of(const std::string& path) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-// The "path" record of a pax extended header ("<len> path=<value>\n" records).
-std::optional<std::string> pax_path(const std::string& text) {
+// The "path" record of a pax extended header ("<len> path=<value>\n" records, <len> counting
+// the whole record). Each length is checked against what is left before it is used, so that
+// a huge one can neither wrap `pos + len` nor send the loop backwards.
+std::optional<std::string> pax_path(const std::string& text, const std::string& archive) {
   std::size_t pos = 0;
   while (pos < text.size()) {
-    const auto space = text.find(' ', pos);
-    if (space == std::string::npos) break;
-    const std::size_t len = std::strtoull(text.c_str() + pos, nullptr, 10);
-    if (len == 0 || pos + len > text.size()) break;
-    const std::string record = text.substr(space + 1, pos + len - space - 2);  // drop '\n'
+    std::size_t len = 0, digits = pos;
+    for (; digits < text.size() && text[digits] >= '0' && text[digits] <= '9'; ++digits) {
+      len = len * 10 + static_cast<std::size_t>(text[digits] - '0');
+      PW_CHECK(len <= text.size() - pos,
+               "[cifar10] {}: corrupt pax header (a record is longer than the header)", archive);
+    }
+    // At least "<len> k=\n": the digits, a space, a key, '=' and the newline.
+    PW_CHECK(digits > pos && digits < text.size() && text[digits] == ' ' &&
+                 len >= digits - pos + 4 && text[pos + len - 1] == '\n',
+             "[cifar10] {}: corrupt pax header (bad record at byte {})", archive, pos);
+    const std::string record = text.substr(digits + 1, pos + len - digits - 2);  // drop '\n'
     if (record.rfind("path=", 0) == 0) return record.substr(5);
     pos += len;
   }
@@ -250,16 +295,10 @@ void read_archive(const fs::path& path, std::vector<SplitBuilder*> builders) {
   std::array<std::uint8_t, 512> header{};
   std::uint64_t offset = 0;
   bool ended = false;
-  auto all_done = [&] {
-    return std::all_of(builders.begin(), builders.end(), [](auto* b) { return b->done(); });
-  };
-  // Reading stops once every split is complete; without limits it goes on to the end so that
-  // batches.meta.txt is found wherever it is (it is 60 bytes after test_batch.bin in the official
-  // archive). With a limit, names come from the meta file only if it precedes the stopping point.
-  const bool limited =
-      std::any_of(builders.begin(), builders.end(), [](auto* b) { return b->limit >= 0; });
-  bool have_meta = false;
-  while (!all_done() || (!limited && !have_meta)) {
+  // Reading goes on to the end of the archive even when the splits are complete (or limited):
+  // batches.meta.txt is found wherever it is (60 bytes after test_batch.bin in the official
+  // archive), and a damaged or truncated archive is reported whatever the limits.
+  for (;;) {
     const std::size_t got = gz.read_some(header.data(), header.size());
     if (got == 0) break;  // no end-of-archive marker: judged below by what is missing
     PW_CHECK(got == header.size(), "[cifar10] {}: truncated archive, data ends inside a header",
@@ -275,6 +314,8 @@ void read_archive(const fs::path& path, std::vector<SplitBuilder*> builders) {
     PW_CHECK(sum == tar_number(header.data() + 148, 8, archive),
              "[cifar10] {}: corrupt archive (bad tar header checksum at byte {})", archive, offset);
     const std::uint64_t size = tar_number(header.data() + 124, 12, archive);
+    PW_CHECK(size <= kMaxEntrySize, "[cifar10] {}: corrupt tar header (entry of {} bytes)",
+             archive, size);
     const char type = static_cast<char>(header[156]);
     std::string name = tar_string(header.data(), 100);
     if (std::memcmp(header.data() + 257, "ustar", 5) == 0) {
@@ -289,7 +330,7 @@ void read_archive(const fs::path& path, std::vector<SplitBuilder*> builders) {
     std::uint64_t used = 0;
     const bool regular = type == '0' || type == '\0';
     if (type == 'L' || type == 'x' || (regular && basename_of(name) == kMetaFile)) {
-      PW_CHECK(size < (1u << 20), "[cifar10] {}: implausible {}-byte entry {}", archive, size,
+      PW_CHECK(size < kMaxTextEntry, "[cifar10] {}: implausible {}-byte entry {}", archive, size,
                what);
       std::string text(size, '\0');
       gz.read_exact(reinterpret_cast<std::uint8_t*>(text.data()), size, what);
@@ -297,11 +338,9 @@ void read_archive(const fs::path& path, std::vector<SplitBuilder*> builders) {
       if (type == 'L')
         long_name = tar_string(reinterpret_cast<const std::uint8_t*>(text.data()), size);
       else if (type == 'x')
-        long_name = pax_path(text);
-      else {
+        long_name = pax_path(text, archive);
+      else
         meta = text;
-        have_meta = true;
-      }
     } else if (regular) {
       const std::string base = basename_of(name);
       for (SplitBuilder* b : builders) {
@@ -316,10 +355,14 @@ void read_archive(const fs::path& path, std::vector<SplitBuilder*> builders) {
     offset += padded;
   }
   for (SplitBuilder* b : builders) {
-    if (b->done()) continue;
-    PW_CHECK(ended, "[cifar10] {}: truncated archive, it ends before {}", archive,
+    PW_CHECK(ended || b->done(), "[cifar10] {}: truncated archive, it ends before {}", archive,
              b->files[b->next]);
-    pw::fail("[cifar10] {}: missing batch file {}", archive, b->files[b->next]);
+  }
+  PW_CHECK(ended, "[cifar10] {}: truncated archive, it ends without the end-of-archive marker",
+           archive);
+  gz.drain();
+  for (SplitBuilder* b : builders) {
+    PW_CHECK(b->done(), "[cifar10] {}: missing batch file {}", archive, b->files[b->next]);
   }
   for (SplitBuilder* b : builders) b->out.class_names = parse_meta(meta);
 }

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include <zlib.h>
+
 #include "core/error.h"
 #include "io/file_io.h"
 
@@ -108,8 +110,19 @@ struct Layout {
   std::vector<std::pair<std::string, Tensor>> tensors;
 };
 
-Layout plan_layout(const NamedTensors& tensors,
-                   const std::map<std::string, std::string>& metadata) {
+std::size_t nbytes_of(const Tensor& t) {
+  return static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype());
+}
+
+std::string crc32_hex(std::uint32_t crc) {
+  return fmt::format("{:08x}", crc);
+}
+
+Layout plan_layout(const NamedTensors& tensors, std::map<std::string, std::string> metadata,
+                   bool checksum) {
+  PW_CHECK(metadata.count(kDataChecksumKey) == 0,
+           "[safetensors] metadata key '{}' is the writer's own (pass checksum = true)",
+           kDataChecksumKey);
   std::set<std::string_view> seen;
   for (const auto& [name, t] : tensors) {
     PW_CHECK(name != "__metadata__", "[safetensors] '__metadata__' cannot name a tensor");
@@ -137,11 +150,17 @@ Layout plan_layout(const NamedTensors& tensors,
 
   // ordered_json keeps insertion order, so the header lists tensors in data order and the
   // fields in the order the reference writer uses.
+  if (checksum) {
+    uLong crc = crc32_z(0, Z_NULL, 0);
+    for (const auto& [name, t] : layout.tensors)
+      crc = crc32_z(crc, static_cast<const Bytef*>(t.raw_data()), nbytes_of(t));
+    metadata[kDataChecksumKey] = crc32_hex(static_cast<std::uint32_t>(crc));
+  }
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
   for (const auto& [name, t] : layout.tensors) {
-    const auto nbytes = static_cast<std::uint64_t>(t.numel()) * dtype_size(t.dtype());
+    const auto nbytes = static_cast<std::uint64_t>(nbytes_of(t));
     header[name] = {{"dtype", code_of(t.dtype())},
                     {"shape", t.shape()},
                     {"data_offsets", {offset, offset + nbytes}}};
@@ -159,7 +178,7 @@ void write_layout(const Layout& layout, const std::function<void(const void*, st
   out(prefix, sizeof(prefix));
   out(layout.header.data(), layout.header.size());
   for (const auto& [name, t] : layout.tensors) {
-    out(t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()));
+    out(t.raw_data(), nbytes_of(t));
   }
 }
 
@@ -172,23 +191,53 @@ struct EntryInfo {
   std::uint64_t begin, end;
 };
 
-// Parses JSON, rejecting what nlohmann would otherwise accept silently: a repeated key (it
-// keeps the last one) and nesting deeper than a valid header has (root > entry > shape), which
-// would otherwise let a 100 MB header of '[' allocate gigabytes.
+// Parses JSON, rejecting what nlohmann would otherwise accept silently (a repeated key: it keeps
+// the last one) and anything outside a safetensors header's shape, before it is built: objects
+// only at the root and as its values, arrays only inside those (shape, data_offsets), at most
+// kMaxRank values in an array and kMaxTensors entries. A 100 MB header of '[' or of "[]," would
+// otherwise allocate gigabytes of JSON values before being found wrong.
 nlohmann::json parse_header_json(std::string_view text, std::string_view source) {
   std::vector<std::set<std::string>> keys;  // one set per open object
+  std::size_t array_values = 0, total_keys = 0, tensors = 0;
   auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
-    if (event == E::object_start || event == E::array_start) {
-      PW_CHECK(depth < 3, "[safetensors] {}: header JSON nests deeper than a safetensors header",
-               source);
-    }
-    if (event == E::object_start) keys.emplace_back();
-    if (event == E::object_end) keys.pop_back();
-    if (event == E::key) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      PW_CHECK(keys.back().insert(key).second, "[safetensors] {}: duplicate key '{}' in header",
-               source, key);
+    switch (event) {
+      case E::object_start:
+        PW_CHECK(depth <= 1,
+                 "[safetensors] {}: header JSON nests objects deeper than a safetensors header",
+                 source);
+        keys.emplace_back();
+        break;
+      case E::object_end:
+        keys.pop_back();
+        break;
+      case E::array_start:
+        PW_CHECK(depth == 2,
+                 "[safetensors] {}: header JSON has an array outside a tensor's shape or "
+                 "data_offsets",
+                 source);
+        array_values = 0;
+        break;
+      case E::value:
+        PW_CHECK(depth != 3 || ++array_values <= kMaxRank,
+                 "[safetensors] {}: header JSON has an array of more than {} values", source,
+                 kMaxRank);
+        break;
+      case E::key: {
+        // The root holds the tensors and __metadata__; the other objects are entries (three
+        // fields) and the metadata strings.
+        if (depth == 1 && parsed != "__metadata__")
+          PW_CHECK(++tensors <= kMaxTensors,
+                   "[safetensors] {}: header describes more than {} tensors", source, kMaxTensors);
+        PW_CHECK(++total_keys <= 5 * kMaxTensors, "[safetensors] {}: header has more than {} keys",
+                 source, 5 * kMaxTensors);
+        const auto& key = parsed.get_ref<const std::string&>();
+        PW_CHECK(keys.back().insert(key).second, "[safetensors] {}: duplicate key '{}' in header",
+                 source, key);
+        break;
+      }
+      default:
+        break;
     }
     return true;
   };
@@ -334,12 +383,11 @@ const Tensor& SafetensorsFile::tensor(std::string_view name) const {
 }
 
 std::vector<std::uint8_t> serialize_safetensors(
-    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
-  const Layout layout = plan_layout(tensors, metadata);
+    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata,
+    bool checksum) {
+  const Layout layout = plan_layout(tensors, metadata, checksum);
   std::size_t total = 8 + layout.header.size();
-  for (const auto& [name, t] : layout.tensors) {
-    total += static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype());
-  }
+  for (const auto& [name, t] : layout.tensors) total += nbytes_of(t);
   // Sized up front and filled with memcpy (vector::insert into an empty vector also trips
   // a false -Wstringop-overflow in GCC 12).
   std::vector<std::uint8_t> bytes(total);
@@ -352,9 +400,9 @@ std::vector<std::uint8_t> serialize_safetensors(
 }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata, bool checksum) {
   // Streams the tensors to the file instead of building the whole file in memory first.
-  const Layout layout = plan_layout(tensors, metadata);
+  const Layout layout = plan_layout(tensors, metadata, checksum);
   write_file_atomic(path, [&](FileSink& sink) {
     write_layout(layout, [&](const void* p, std::size_t n) { sink.write(p, n); });
   });
@@ -417,6 +465,14 @@ SafetensorsFile parse_safetensors(std::span<const std::uint8_t> bytes, std::stri
 
   // Only now, with every offset known to lie inside the buffer, is the data read.
   const std::uint8_t* data = bytes.data() + 8 + n;
+  if (auto it = file.metadata.find(kDataChecksumKey); it != file.metadata.end()) {
+    const auto crc = crc32_hex(static_cast<std::uint32_t>(
+        crc32_z(crc32_z(0, Z_NULL, 0), data, static_cast<std::size_t>(data_bytes))));
+    PW_CHECK(it->second == crc,
+             "[safetensors] {}: the tensor data is damaged: its CRC-32 is {}, the header's {} "
+             "says {}",
+             source, crc, kDataChecksumKey, it->second);
+  }
   for (const auto& e : infos) file.entries.push_back(make_entry(e, data + e.begin));
   return file;
 }

@@ -79,10 +79,10 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   sub->add_option("--data", o->data, "CIFAR-10 folder or .tar.gz (default: searched)");
   sub->add_option("--limit-test", o->limit_test, "Use only the first N test images (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0, 1'000'000'000));
+  sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::Range(1, 65536));
   sub->add_option("--threads", o->threads, "Compute threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1024));
   add_precision_flag(*sub, o->precision);
   sub->add_option("--tta", o->tta,
                   "Test-time augmentation: flip averages the logits of each image and its mirror")

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "apps/commands/plot.h"
+#include "apps/train/resume.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "data/locate.h"
@@ -20,11 +21,6 @@ extern "C" void openblas_set_num_threads(int);
 namespace pw::app {
 namespace fs = std::filesystem;
 namespace {
-
-std::atomic<bool> stop_requested{false};
-extern "C" void on_signal(int) {
-  stop_requested.store(true);
-}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
@@ -79,10 +75,6 @@ fs::path resolve_resume_checkpoint(const std::string& resume) {
 
 }  // namespace
 
-void request_stop() {
-  stop_requested.store(true);
-}
-
 TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app) {
   if (cli.resume.empty()) return cli;
   const fs::path ckpt = resolve_resume_checkpoint(cli.resume);
@@ -110,7 +102,8 @@ TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app) 
   TrainOptions o;
   try {
     o = saved.get<TrainOptions>();
-  } catch (const nlohmann::json::exception& e) {
+    validate_train_options(o);  // exactly the checks of the command line
+  } catch (const std::exception& e) {  // a JSON type error or a value the flags refuse
     fail("[--resume] {} does not hold valid training arguments: {}", args_path.string(), e.what());
   }
   o.output = ckpt.parent_path().parent_path().string();
@@ -130,9 +123,6 @@ Trainer::Trainer(TrainOptions options)
       t_start_(Clock::now()),
       progress_(stdout, o_.progress, o_.log_every) {
   set_compute_threads(o_.threads);
-  stop_requested.store(false);
-  prev_sigint_ = std::signal(SIGINT, on_signal);
-  prev_sigterm_ = std::signal(SIGTERM, on_signal);
   // auto is resolved once, and the run saves (args.json, checkpoints) what it resolved to, so
   // that --resume keeps the precision even on another machine.
   precision_ = resolve_precision(o_.precision);
@@ -145,10 +135,7 @@ Trainer::Trainer(TrainOptions options)
   plan_budget();
 }
 
-Trainer::~Trainer() {
-  std::signal(SIGINT, prev_sigint_);
-  std::signal(SIGTERM, prev_sigterm_);
-}
+Trainer::~Trainer() = default;
 
 void Trainer::load_data() {
   const auto where = data::locate_cifar10(data::default_locate_options(
@@ -166,7 +153,7 @@ void Trainer::open_run() {
   if (!o_.resume.empty()) {
     const fs::path ckpt = resolve_resume_checkpoint(o_.resume);
     run_dir_ = ckpt.parent_path();
-    resumed_ = load_model_file(ckpt.string());
+    resumed_ = load_resume_checkpoint(ckpt);
     resumed_from_ = ckpt;
     PW_CHECK(resumed_->is_checkpoint, "[--resume] {} is a weights file, not a checkpoint",
              ckpt.string());
@@ -258,7 +245,7 @@ std::int64_t Trainer::planned_epochs() const {
 
 // ---- the loop ----
 
-TrainResult Trainer::run() {
+TrainResult Trainer::run() try {
   result_.run_dir = run_dir_.string();
   result_.best_accuracy = state_.best_accuracy;
   model_->train();
@@ -275,6 +262,10 @@ TrainResult Trainer::run() {
     end_epoch(e);
   }
   return finish();
+} catch (const Interrupted&) {
+  // A signal seen while waiting for data or evaluating (core/interrupt.h): the state is that
+  // after the last step, so the checkpoint resumes exactly.
+  return stopped();
 }
 
 bool Trainer::train_epoch(Epoch& e) {
@@ -283,8 +274,7 @@ bool Trainer::train_epoch(Epoch& e) {
     auto batch = loader_->next();
     if (!batch) break;
     train_step(*batch, e);
-    if (stop_requested.load() ||
-        (o_.stop_after_steps > 0 && state_.global_step >= o_.stop_after_steps))
+    if (stop_requested() || (o_.stop_after_steps > 0 && state_.global_step >= o_.stop_after_steps))
       return false;
     follow_budget(e);
   }

@@ -21,6 +21,7 @@
 #include "apps/train/progress.h"
 #include "apps/train/schedule.h"
 #include "apps/weights.h"
+#include "core/interrupt.h"
 #include "data/cifar10.h"
 #include "data/loader.h"
 #include "models/vit.h"
@@ -86,8 +87,7 @@ class Trainer {
   std::int64_t planned_epochs() const;
 
   TrainOptions o_;
-  void (*prev_sigint_)(int) = nullptr;  // the handlers before the run's, restored at its end
-  void (*prev_sigterm_)(int) = nullptr;
+  StopOnSignals signals_;  // Ctrl-C and SIGTERM stop the run with a checkpoint (core/interrupt.h)
   const Clock::time_point t_start_;  // wall time counts from here, data loading included
   Progress progress_;
   PrecisionChoice precision_;
@@ -129,8 +129,5 @@ TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app);
 
 // Sets the OpenMP and OpenBLAS thread counts (0 keeps the default: all cores).
 void set_compute_threads(std::int64_t threads);
-
-// Asks a running train() to stop at the next step, saving a checkpoint (signal-safe).
-void request_stop();
 
 }  // namespace pw::app
