@@ -4,8 +4,9 @@
 #include <cstring>
 #include <numeric>
 
-#include "data/autoaugment.h"
 #include "core/error.h"
+#include "data/autoaugment.h"
+#include "data/resize.h"
 
 namespace pw::data {
 
@@ -24,8 +25,17 @@ constexpr std::uint64_t kOrderStream = 0x6f72646572ULL;  // keeps the order apar
 }  // namespace
 
 Image augment_image(const Image& img, const AugmentConfig& c, Generator& gen) {
-  if (c.augment == AugmentPolicy::None) return img;
-  Image out = c.crop ? random_crop(img, c.crop_padding, gen) : img;
+  const int S = c.image_size;
+  if (c.augment == AugmentPolicy::None) return eval_transform(img, S, c.crop_pct);
+  Image out;
+  if (c.random_resized_crop && c.crop) {
+    out = random_resized_crop(img, S, c.scale_min, c.scale_max, c.ratio_min, c.ratio_max, gen);
+  } else if (c.random_resized_crop) {
+    out = eval_transform(img, S, c.crop_pct);
+  } else {
+    out = img.height == S && img.width == S ? img : resize_bilinear(img, S, S);
+    if (c.crop) out = random_crop(out, c.crop_padding, gen);
+  }
   if (c.flip) out = random_hflip(out, gen);
   if (c.augment == AugmentPolicy::RandAugment) {
     out = rand_augment(out, c.randaugment_n, c.randaugment_m, gen);
@@ -70,23 +80,28 @@ Batch make_batch(const Dataset& data, const LoaderConfig& config,
   const std::int64_t B = end - begin;
   Generator gen(batch_seed(config.seed, epoch, batch));
 
+  const int S = config.augment.image_size;
+  const std::int64_t image_floats = 3LL * S * S;
   Batch out;
   out.index = batch;
   out.indices.assign(order.begin() + begin, order.begin() + end);
   out.labels.resize(static_cast<std::size_t>(B));
-  out.images = empty({B, kChannels, kImageSide, kImageSide});
+  out.images = empty({B, 3, S, S});
   float* dst = out.images.data<float>();
   for (std::int64_t j = 0; j < B; ++j) {
     const std::int64_t r = out.indices[j];
     out.labels[j] = data.labels[r];
-    const Image img = Image::from_chw(data.image(r), kChannels, kImageSide, kImageSide);
-    normalize_into(augment_image(img, config.augment, gen), dst + j * kImageBytes);
+    // From memory, or decoded from its file here, on the worker's thread.
+    const Image img = data.image_at(r);
+    normalize_into(augment_image(img, config.augment, gen), dst + j * image_floats,
+                   config.normalization);
   }
   const AugmentConfig& a = config.augment;
   const MixConfig mix{a.mixup_alpha, a.cutmix_alpha, 0.5, a.label_smoothing};
   if (mix.enabled()) {
-    const MixParams params = sample_mix(mix, kImageSide, kImageSide, gen);
-    out.soft_targets = apply_mix(out.images, out.labels, kNumClasses, a.label_smoothing, params);
+    const MixParams params = sample_mix(mix, S, S, gen);
+    out.soft_targets = apply_mix(out.images, out.labels, static_cast<int>(data.num_classes()),
+                                 a.label_smoothing, params);
   }
   return out;
 }
@@ -97,9 +112,9 @@ Loader::Loader(const Dataset& data, LoaderConfig config) : data_(data), config_(
   PW_CHECK(config_.num_workers >= 0 && config_.prefetch >= 1,
            "[loader] needs num_workers >= 0 and prefetch >= 1, got {} and {}", config_.num_workers,
            config_.prefetch);
-  PW_CHECK(static_cast<std::int64_t>(data_.images.size()) == data_.size() * kImageBytes,
-           "[loader] dataset holds {} labels but {} image bytes", data_.size(),
-           data_.images.size());
+  PW_CHECK(config_.augment.image_size > 0, "[loader] image size must be positive, got {}",
+           config_.augment.image_size);
+  data_.check("loader");
 }
 
 Loader::~Loader() {

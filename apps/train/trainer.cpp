@@ -6,11 +6,12 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "apps/commands/plot.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "data/locate.h"
+#include "data/datasets.h"
 #include "io/file_io.h"
 #include "ops/nn.h"
 #include "optim/clip_grad.h"
@@ -41,9 +42,18 @@ void set_compute_threads(std::int64_t threads) {
 
 namespace {
 
-// The training loader: shuffled and augmented as the flags say.
-data::LoaderConfig loader_config(const TrainOptions& o) {
+// The training loader: shuffled and augmented as the flags say, images made image_size square
+// (CIFAR's pad-and-crop, or RandomResizedCrop for image folders) and normalised as the model's.
+data::LoaderConfig loader_config(const TrainOptions& o, const ModelInfo& info) {
   data::LoaderConfig c;
+  c.normalization = info.normalization;
+  c.augment.image_size = static_cast<int>(info.config.image_size);
+  c.augment.crop_pct = info.crop_pct;
+  c.augment.random_resized_crop = o.dataset == "folder";
+  c.augment.scale_min = o.scale.at(0);
+  c.augment.scale_max = o.scale.at(1);
+  c.augment.ratio_min = o.ratio.at(0);
+  c.augment.ratio_max = o.ratio.at(1);
   c.batch_size = o.batch_size;
   c.seed = o.seed;
   c.num_workers = static_cast<int>(o.workers);
@@ -142,6 +152,7 @@ Trainer::Trainer(TrainOptions options)
   load_data();
   open_run();
   build_model();
+  start_loader();
   plan_budget();
 }
 
@@ -151,14 +162,23 @@ Trainer::~Trainer() {
 }
 
 void Trainer::load_data() {
-  const auto where = data::locate_cifar10(data::default_locate_options(
-      o_.data.empty() ? std::nullopt : std::optional<fs::path>(o_.data)));
-  cifar_ = data::read_cifar10(where.path, o_.limit_train > 0 ? o_.limit_train : -1,
-                              o_.limit_test > 0 ? o_.limit_test : -1);
-  progress_.message(fmt::format("data: {} ({}), {} train / {} test images", where.path.string(),
-                                where.how, cifar_.train.size(), cifar_.test.size()));
-  loader_ = std::make_unique<data::Loader>(cifar_.train, loader_config(o_));
-  steps_per_epoch_ = loader_->num_batches();
+  data::DatasetOptions d;
+  d.dataset = o_.dataset;
+  d.data = o_.data;
+  d.cifar100_labels = o_.cifar100_labels;
+  d.limit_train = o_.limit_train > 0 ? o_.limit_train : -1;
+  d.limit_test = o_.limit_test > 0 ? o_.limit_test : -1;
+  d.val_split = o_.val_split;
+  d.seed = o_.seed;
+  d.memory_budget_bytes = o_.cache_mb << 20;
+  d.threads = static_cast<int>(o_.threads > 0 ? o_.threads : std::thread::hardware_concurrency());
+  // A resumed run normalises as its checkpoint says, so a folder on disk need not be decoded
+  // once more only to compute the mean and std again.
+  d.compute_normalization = o_.resume.empty();
+  data_ = data::load_datasets(d);
+  for (const auto& note : data_.notes) progress_.message(note);
+  PW_CHECK(data_.train.size() > 0, "[data] the training split is empty");
+  steps_per_epoch_ = data::num_batches(data_.train.size(), o_.batch_size, /*drop_last=*/false);
 }
 
 // The run folder, new or resumed; a resumed checkpoint's state also sizes a budgeted schedule.
@@ -183,16 +203,71 @@ void Trainer::open_run() {
   state_.precision = precision_.precision;
 }
 
+namespace {
+
+// Whether --model entries set `key`.
+bool overrides_key(const std::vector<std::string>& key_values, const std::string& key) {
+  return std::any_of(key_values.begin(), key_values.end(),
+                     [&](const std::string& kv) { return kv.substr(0, kv.find('=')) == key; });
+}
+
+}  // namespace
+
+// The architecture: the preset's, or with --init the weights file's (fine-tuning), then the
+// dropout flags and --model overrides; the image size follows --img-size and the class count
+// the data.
+models::ViTConfig Trainer::model_config(const LoadedModel* init) const {
+  models::ViTConfig base = init ? init->info.config : models::vit_preset(o_.preset);
+  base.dropout = o_.dropout;
+  base.drop_path = o_.drop_path;
+  models::ViTConfig c = models::apply_overrides(base, o_.model);
+  if (o_.img_size > 0) {
+    PW_CHECK(!overrides_key(o_.model, "image_size") || c.image_size == o_.img_size,
+             "[--img-size] {} contradicts --model image_size={}", o_.img_size, c.image_size);
+    c.image_size = o_.img_size;
+  }
+  const std::int64_t classes = data_.train.num_classes();
+  PW_CHECK(!overrides_key(o_.model, "num_classes") || c.num_classes == classes,
+           "[--model] num_classes={}, but the data has {} classes", c.num_classes, classes);
+  c.num_classes = classes;
+  c.validate();
+  return c;
+}
+
 // Model, optimizer, schedule and EMA, restored from the checkpoint when resuming.
 void Trainer::build_model() {
-  models::ViTConfig preset = models::vit_preset(o_.preset);
-  preset.dropout = o_.dropout;
-  preset.drop_path = o_.drop_path;
-  info_.config = models::apply_overrides(preset, o_.model);
-  info_.classes = cifar_.train.class_names;
+  const std::optional<LoadedModel> init =
+      o_.init.empty() ? std::nullopt : std::optional<LoadedModel>(load_model_file(o_.init));
+  info_.config = model_config(init ? &*init : nullptr);
+  info_.classes = data_.train.class_names;
+  info_.normalization = data_.train.normalization;
+  info_.dataset = o_.dataset;
+  info_.labels = o_.dataset == "cifar100" ? o_.cifar100_labels : "fine";
+  info_.crop_pct = o_.dataset == "folder" ? o_.crop_pct : 1.0;
+  info_.val_split = o_.val_split;
+  info_.seed = o_.seed;
+  if (resumed_) {
+    PW_CHECK(resumed_->info.classes == info_.classes,
+             "[--resume] the checkpoint's classes ({}) are not the data's ({})",
+             fmt::join(resumed_->info.classes, ", "), fmt::join(info_.classes, ", "));
+    info_.normalization = resumed_->info.normalization;
+  }
   Generator init_gen(o_.seed);
   model_ = std::make_unique<models::VisionTransformer>(info_.config, init_gen);
-  if (!o_.init.empty()) load_weights_into(*model_, load_model_file(o_.init).weights);
+  if (init) {
+    NamedTensors weights = init->weights;
+    const std::string head = prepare_head_for_finetuning(*model_, weights, init->info.classes,
+                                                         info_.classes, o_.reset_head);
+    load_weights_into(*model_, weights);
+    progress_.message(fmt::format(
+        "--init {}: weights of a {}x{} model with {} classes{}", o_.init,
+        init->info.config.image_size, init->info.config.image_size, init->info.config.num_classes,
+        init->info.config.image_size != info_.config.image_size
+            ? fmt::format(", position embedding resized to {}x{}", info_.config.image_size,
+                          info_.config.image_size)
+            : ""));
+    if (!head.empty()) progress_.message(head);
+  }
   optimizer_ = make_optimizer(o_, *model_);
   schedule_ = make_schedule(o_, *optimizer_, steps_per_epoch_, total_steps_);
   manual_seed(o_.seed ^ 0x5eed);  // dropout and drop path draw from the default generator
@@ -225,9 +300,20 @@ void Trainer::build_model() {
   metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
   if (resumed_) metrics_->load_until(state_.global_step);
   resumed_.reset();  // the weights are in the model now
-  progress_.message(fmt::format("model: ViT {} ({} parameters), run folder {}", o_.preset,
-                                model_->num_parameters(), run_dir_.string()));
+  progress_.message(fmt::format("model: ViT {} at {}x{}, {} classes ({} parameters), run folder {}",
+                                o_.init.empty() ? o_.preset : "from " + o_.init,
+                                info_.config.image_size, info_.config.image_size,
+                                info_.config.num_classes, model_->num_parameters(),
+                                run_dir_.string()));
   progress_.message(describe(precision_));
+}
+
+void Trainer::start_loader() {
+  loader_ = std::make_unique<data::Loader>(data_.train, loader_config(o_, info_));
+  if (!data_.train.in_memory())
+    progress_.message(fmt::format(
+        "the training images are decoded from their files by {} loader worker thread{} (--workers)",
+        o_.workers, o_.workers > 1 ? "s" : ""));
 }
 
 void Trainer::plan_budget() {
@@ -235,7 +321,7 @@ void Trainer::plan_budget() {
   if (!budget_) return;
   const double passes = (ema_ ? 2.0 : 1.0) * (tta_ == Tta::Flip ? 2.0 : 1.0);
   const double eval_in_steps =
-      passes * static_cast<double>(cifar_.test.size()) / (3.0 * static_cast<double>(o_.batch_size));
+      passes * static_cast<double>(data_.test.size()) / (3.0 * static_cast<double>(o_.batch_size));
   // A checkpoint holds the weights, two optimizer buffers and the EMA; assume 100 MB/s.
   const double checkpoint_bytes =
       4.0 * static_cast<double>(model_->num_parameters()) * (ema_ ? 4.0 : 3.0);
@@ -378,13 +464,13 @@ Trainer::Evaluation Trainer::evaluate() {
   Evaluation ev;
   const auto workers = static_cast<int>(o_.workers);
   const SplitPredictions raw =
-      predict_split(*model_, cifar_.test, o_.batch_size, workers, precision_.bf16(), tta_);
+      predict_split(*model_, info_, data_.test, o_.batch_size, workers, precision_.bf16(), tta_);
   ev.loss = raw.loss;
   ev.accuracy = raw.accuracy();
   if (ema_) {
     ema_->copy_to(ema_model_->state_dict());
-    const SplitPredictions averaged =
-        predict_split(*ema_model_, cifar_.test, o_.batch_size, workers, precision_.bf16(), tta_);
+    const SplitPredictions averaged = predict_split(*ema_model_, info_, data_.test, o_.batch_size,
+                                                    workers, precision_.bf16(), tta_);
     ev.loss_ema = averaged.loss;
     ev.accuracy_ema = averaged.accuracy();
   }

@@ -1,7 +1,8 @@
 // `vit train`: the training loop with its run folder, checkpoints, exact resume, signals.
 //
 // Trainer reads top to bottom as a run goes: the constructor sets the run up (data, the
-// checkpoint to resume from, model, optimizer, schedule, EMA, run folder, time budget), run()
+// checkpoint to resume from, model, optimizer, schedule, EMA, run folder, loader, time budget),
+// run()
 // trains epoch by epoch, and each epoch is train_epoch() (steps), evaluate() and end_epoch()
 // (metrics, checkpoints, curves); finish() writes the weights file and the summary.
 #pragma once
@@ -21,7 +22,7 @@
 #include "apps/train/progress.h"
 #include "apps/train/schedule.h"
 #include "apps/weights.h"
-#include "data/cifar10.h"
+#include "data/dataset.h"
 #include "data/loader.h"
 #include "models/vit.h"
 #include "optim/ema.h"
@@ -70,6 +71,8 @@ class Trainer {
   void load_data();
   void open_run();
   void build_model();
+  models::ViTConfig model_config(const LoadedModel* init) const;
+  void start_loader();
   void plan_budget();
   // Trains until the epoch's last batch or the planned step count; false when a stop was
   // requested (the checkpoint is then saved).
@@ -94,7 +97,7 @@ class Trainer {
   Tta tta_;
   std::optional<double> budget_;
 
-  data::Cifar10 cifar_;
+  data::Splits data_;
   std::unique_ptr<data::Loader> loader_;
   std::int64_t steps_per_epoch_ = 0;
   // Without a budget the schedule spans --epochs; with one, it spans the planned step count,
