@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "apps/commands/attention.h"
+#include "apps/commands/command.h"
 #include "apps/commands/eval.h"
 #include "apps/commands/predict.h"
 #include "apps/train/trainer.h"
@@ -378,6 +380,64 @@ TEST_CASE("a tiny ViT trains on an image folder to 100% train accuracy; eval, pr
       predict_image(*model, loaded.info, (root / "val" / "bee" / "photo1.jpg").string(), 3);
   CHECK(p.top[0].name == "bee");
   CHECK(p.probabilities.size() == 3);
+
+  // vit attention draws the image at the model's 16x16 with its 4x4 token grid.
+  CLI::App app;
+  add_attention_command(app);
+  const fs::path png = tmp.path / "attention.png";
+  app.parse(fmt::format("attention --weights {} {} -o {} --scale 2", weights.string(),
+                        (root / "val" / "cat" / "img0.png").string(), png.string()),
+            false);
+  REQUIRE(run_chosen_command() == 0);
+  const data::ImageHeader h = data::read_image_header(png);
+  CHECK(h.height == 32);
+  CHECK(h.width == 2 * 32 + 2);
+}
+
+TEST_CASE("vit train and eval on CIFAR-100, fine or coarse labels", "[cifar100][train]") {
+  testing::TempDir tmp("cifar100-train");
+  // 40 training and 20 test records of cifar-100-binary/ (official names of the meta files are
+  // left out: the reader then uses the official class names).
+  const fs::path dir = tmp.path / "cifar-100-binary";
+  fs::create_directories(dir);
+  Generator gen(2);
+  for (const auto& [file, n] : {std::pair{"train.bin", 40}, std::pair{"test.bin", 20}}) {
+    std::ofstream out(dir / file, std::ios::binary);
+    for (int r = 0; r < n; ++r) {
+      out.put(static_cast<char>(r % 20));         // coarse
+      out.put(static_cast<char>((r * 7) % 100));  // fine
+      for (int p = 0; p < 3072; ++p) out.put(static_cast<char>(gen.randint(256)));
+    }
+  }
+  for (const std::string labels : {"fine", "coarse"}) {
+    TrainOptions o;
+    o.dataset = "cifar100";
+    o.cifar100_labels = labels;
+    o.data = tmp.path.string();
+    o.output = (tmp.path / "runs").string();
+    o.name = labels;
+    o.progress = false;
+    o.model = {"depth=1", "dim=32", "heads=2", "mlp_dim=64"};
+    o.epochs = 1;
+    o.batch_size = 20;
+    const TrainResult r = train(o);
+    const fs::path weights = fs::path(r.run_dir) / "model.safetensors";
+    const LoadedModel m = load_model_file(weights.string());
+    const std::size_t classes = labels == "fine" ? 100 : 20;
+    CHECK(m.info.config.num_classes == static_cast<std::int64_t>(classes));
+    REQUIRE(m.info.classes.size() == classes);
+    CHECK(m.info.classes[1] == (labels == "fine" ? "aquarium_fish" : "fish"));
+    CHECK(m.info.dataset == "cifar100");
+    CHECK(m.info.labels == labels);
+    CHECK(m.info.normalization == data::cifar100_layout().normalization);
+    // vit eval takes the data set and the label set from the weights.
+    EvalOptions eo;
+    eo.weights = weights.string();
+    eo.data = tmp.path.string();
+    const EvalReport rep = run_eval(eo);
+    CHECK(rep.accuracy == r.final_accuracy);
+    CHECK(rep.per_class_accuracy.size() == classes);
+  }
 }
 
 TEST_CASE("a folder run with RandomResizedCrop, a val split and images on disk resumes exactly",
