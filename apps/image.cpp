@@ -8,21 +8,8 @@
 #include "core/error.h"
 #include "io/file_io.h"
 
-// The stb_image_write implementation is compiled here, once for the whole program (stb_image's
-// is in data/decode.cpp). stb is C-style code that our warning flags (with -Werror) would
-// reject, so its warnings are silenced locally.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#pragma GCC diagnostic ignored "-Wpedantic"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#define STB_IMAGE_WRITE_IMPLEMENTATION
+// The declarations only: the implementation is compiled in data/decode.cpp with stb_image's.
 #include <stb_image_write.h>
-#pragma GCC diagnostic pop
 
 namespace pw::app {
 namespace fs = std::filesystem;

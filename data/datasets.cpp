@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "data/image_folder.h"
 #include "data/locate.h"
 
 namespace pw::data {
@@ -27,17 +26,7 @@ Splits load_datasets(const DatasetOptions& o) {
     PW_CHECK(!o.data.empty(),
              "[--data] --dataset folder needs the folder: --data ROOT, with ROOT/train/<class>/ "
              "and ROOT/val/<class>/");
-    ImageFolderOptions f;
-    f.memory_budget_bytes = o.memory_budget_bytes;
-    f.threads = std::max(1, o.threads);
-    f.val_split = o.val_split;
-    f.seed = o.seed;
-    f.limit_train = o.limit_train;
-    f.limit_test = o.limit_test;
-    f.read_train = o.read_train;
-    f.classes = o.classes;
-    f.compute_normalization = o.compute_normalization;
-    return read_image_folder(o.data, f);
+    return read_image_folder(o.data, o);
   }
   const CifarLayout& layout =
       o.dataset == "cifar10"

@@ -7,27 +7,20 @@
 
 #include "data/cifar10.h"
 #include "data/dataset.h"
+#include "data/image_folder.h"
 
 namespace pw::data {
 
 // The names --dataset takes.
 const std::vector<std::string>& dataset_names();
 
-struct DatasetOptions {
+// The image folder's options (data/image_folder.h) with the choice of data set; the limits and
+// read_train serve CIFAR too, the rest only image folders.
+struct DatasetOptions : ImageFolderOptions {
   std::string dataset = "cifar10";  // one of dataset_names()
   // A CIFAR folder or archive (searched for when empty), or the image folder's root (required).
   std::string data;
   std::string cifar100_labels = "fine";  // "fine" (100 classes) or "coarse" (20)
-  std::int64_t limit_train = -1;         // >= 0: keep this many training images
-  std::int64_t limit_test = -1;
-  bool read_train = true;  // false: the test split only (evaluation)
-  // Image folders only (data/image_folder.h).
-  double val_split = 0.0;
-  std::uint64_t seed = 0;
-  std::int64_t memory_budget_bytes = std::int64_t{2048} << 20;
-  int threads = 1;
-  std::vector<std::string> classes;
-  bool compute_normalization = true;
 };
 
 // The CIFAR-100 label set named "fine" or "coarse"; anything else is an error naming `flag`.

@@ -7,8 +7,10 @@
 
 #include "core/error.h"
 
-// The stb_image implementation is compiled here, once for the whole program. stb is C-style
-// code that our warning flags (with -Werror) would reject, so its warnings are silenced locally.
+// stb's implementations are compiled here, once for the whole program: stb_image, which decodes,
+// and stb_image_write, which apps/image.cpp's write_png uses (one place for both, so that stb's
+// warnings are silenced once). stb is C-style code that our warning flags (with -Werror) would
+// reject, so its warnings are silenced locally.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wall"
 #pragma GCC diagnostic ignored "-Wextra"
@@ -21,6 +23,8 @@
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG  // readable reasons ("Corrupt PNG") rather than codes
 #include <stb_image.h>
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
 #pragma GCC diagnostic pop
 
 namespace pw::data {
