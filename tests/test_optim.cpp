@@ -94,8 +94,17 @@ struct AdamReference {
 };
 
 AdamReference adam_reference(const optim::AdamOptions& o, bool decoupled) {
-  return {o.lr,      o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad, o.maximize,
-          decoupled, {},      {},      {}};
+  return {.lr = o.lr,
+          .beta1 = o.beta1,
+          .beta2 = o.beta2,
+          .eps = o.eps,
+          .weight_decay = o.weight_decay,
+          .amsgrad = o.amsgrad,
+          .maximize = o.maximize,
+          .decoupled = decoupled,
+          .m = {},
+          .v = {},
+          .vmax = {}};
 }
 
 using MakeOptimizer = std::function<std::unique_ptr<optim::Optimizer>(const Tensor&)>;
