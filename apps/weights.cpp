@@ -56,6 +56,7 @@ nlohmann::json TrainState::to_json() const {
           {"precision", precision},
           {"elapsed_seconds", elapsed_seconds},
           {"planned_steps", planned_steps},
+          {"schedule_position", schedule_position},
           {"epoch_loss_sum", epoch_loss_sum},
           {"epoch_correct", epoch_correct},
           {"epoch_seen", epoch_seen},
@@ -77,6 +78,8 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.precision = j.value("precision", "fp32");  // checkpoints from before bf16 trained in fp32
   s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
   s.planned_steps = j.value("planned_steps", std::int64_t{0});
+  // Older checkpoints: the position was the step count.
+  s.schedule_position = j.value("schedule_position", static_cast<double>(s.global_step));
   s.epoch_loss_sum = j.value("epoch_loss_sum", 0.0);
   s.epoch_correct = j.value("epoch_correct", std::int64_t{0});
   s.epoch_seen = j.value("epoch_seen", std::int64_t{0});

@@ -52,6 +52,8 @@ struct TrainState {
   double elapsed_seconds = 0;
   // The step count the schedule is sized to when a --time-budget plans it (0 otherwise).
   std::int64_t planned_steps = 0;
+  // Where that schedule stands, in steps of the plan (apps/train/budget.h, SchedulePosition).
+  double schedule_position = 0;
   // The running sums of the epoch in progress (its train loss and accuracy), so that a run
   // resumed mid-epoch logs the same epoch record as an uninterrupted one.
   double epoch_loss_sum = 0;

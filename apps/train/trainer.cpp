@@ -277,6 +277,7 @@ void Trainer::build_model() {
     if (schedule_.per_step) schedule_.per_step->load_state_dict(state_.scheduler);
     if (schedule_.plateau) schedule_.plateau->load_state_dict(state_.scheduler);
     default_generator().set_state(state_.rng);
+    position_ = SchedulePosition(state_.schedule_position);
     progress_.message(fmt::format("resumed {} at epoch {} batch {} (step {}, {} of wall time)",
                                   resumed_from_.string(), state_.epoch + 1, state_.batch,
                                   state_.global_step, format_duration(state_.elapsed_seconds)));
@@ -401,7 +402,13 @@ void Trainer::train_step(const data::Batch& batch, Epoch& e) {
   if (o_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), o_.clip_grad);
   optimizer_->step();
   if (ema_) ema_->update();
-  if (schedule_.per_step) schedule_.per_step->step();
+  if (schedule_.per_step) {
+    if (budget_)
+      schedule_.per_step->set_epoch(
+          std::llround(position_.advance(state_.global_step, total_steps_)));
+    else
+      schedule_.per_step->step();
+  }
   ++state_.batch;
   ++state_.global_step;
 
@@ -453,10 +460,13 @@ void Trainer::follow_budget(Epoch& e) {
 // Re-sizes the per-step schedule to `total` steps, at the current step.
 void Trainer::resize_schedule(std::int64_t total) {
   if (total == total_steps_) return;
+  const std::int64_t before = total_steps_;
   total_steps_ = total;
   if (!schedule_.per_step) return;  // plateau does not depend on the length
   schedule_ = make_schedule(o_, *optimizer_, steps_per_epoch_, total_steps_);
-  schedule_.per_step->set_epoch(state_.global_step);
+  position_.replan(before, warmup_steps(o_, steps_per_epoch_, before), total_steps_,
+                   warmup_steps(o_, steps_per_epoch_, total_steps_), state_.global_step);
+  schedule_.per_step->set_epoch(std::llround(position_.value()));
 }
 
 Trainer::Evaluation Trainer::evaluate() {
@@ -557,6 +567,7 @@ void Trainer::save_last() {
       schedule_.per_step ? schedule_.per_step->state_dict() : schedule_.plateau->state_dict();
   state_.elapsed_seconds = elapsed();
   state_.planned_steps = budget_ ? total_steps_ : 0;
+  state_.schedule_position = budget_ ? position_.value() : static_cast<double>(state_.global_step);
   save_checkpoint(last_path_.string(), *model_, info_, *optimizer_, state_, ema_.get());
 }
 

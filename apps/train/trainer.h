@@ -118,6 +118,7 @@ class Trainer {
   double elapsed_before_ = 0;  // wall time of earlier invocations of a resumed run
 
   std::optional<BudgetPlanner> planner_;
+  SchedulePosition position_;  // the per-step schedule's, when a budget plans it
   std::int64_t replan_every_ = 1, steps_since_plan_ = 0;
   bool planned_ = false;
 
