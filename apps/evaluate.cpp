@@ -2,12 +2,13 @@
 
 #include <algorithm>
 
-#include "data/loader.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/parallel.h"
+#include "data/loader.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/join.h"
+#include "ops/loss.h"
 #include "ops/shape.h"
 
 namespace pw::app {
