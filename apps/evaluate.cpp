@@ -7,7 +7,8 @@
 #include "core/parallel.h"
 #include "data/loader.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/join.h"
+#include "ops/loss.h"
 #include "ops/shape.h"
 
 namespace pw::app {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 
 namespace pw::app {
@@ -27,16 +28,17 @@ std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
                        .dump()}};
 }
 
-nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const std::string& key,
+// A document of the model metadata; a file without it is not one of ours.
+nlohmann::json model_json(const SafetensorsFile& file, const std::string& key,
                           const std::string& path) {
-  auto it = meta.find(key);
-  PW_CHECK(it != meta.end(),
+  PW_CHECK(file.metadata.count(key),
            "[load] {}: no '{}' in the safetensors metadata; not a patchwork model file", path, key);
-  try {
-    return nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    fail("[load] {}: metadata '{}' is not valid JSON: {}", path, key, e.what());
-  }
+  return metadata_json(file.metadata, key, path);
+}
+
+// Weights are float32 in memory whatever the file stores (BF16 files load too).
+Tensor as_float32(const Tensor& t) {
+  return t.dtype() == DType::Float32 ? t : copy_contiguous(t, DType::Float32);
 }
 
 }  // namespace
@@ -89,31 +91,34 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
 void save_checkpoint(const std::string& path, const models::VisionTransformer& model,
                      const ModelInfo& info, const optim::Optimizer& optimizer,
                      const TrainState& state, const optim::ModelEma* ema) {
-  NamedTensors tensors;
-  for (auto& [name, t] : model.state_dict()) tensors.emplace_back("model." + name, t);
+  Checkpoint c;
+  c.metadata = model_metadata(info);
+  c.metadata["format"] = kCheckpointFormat;
+  c.groups["model"] = model.state_dict();
   const optim::OptimizerState os = optimizer.state_dict();
-  for (auto& [name, t] : os.tensors) tensors.emplace_back("optimizer." + name, t);
-  if (ema)
-    for (auto& [name, t] : ema->averages()) tensors.emplace_back("ema." + name, t);
-  auto meta = model_metadata(info);
-  meta["format"] = kCheckpointFormat;
-  meta["optimizer"] = os.scalars.dump();
-  meta["train_state"] = state.to_json().dump();
-  if (ema) meta["model_ema"] = ema->state_scalars().dump();
-  save_safetensors(path, tensors, meta);
+  c.groups["optimizer"] = os.tensors;
+  c.set_json("optimizer", os.scalars);
+  c.set_json("train_state", state.to_json());
+  if (ema) {
+    c.groups["ema"] = ema->averages();
+    c.set_json("model_ema", ema->state_scalars());
+  }
+  write_checkpoint(path, c);
 }
 
 LoadedModel load_model_file(const std::string& path) {
   const SafetensorsFile file = load_safetensors(path);
   LoadedModel out;
+  const nlohmann::json config = model_json(file, "config", path);
+  const nlohmann::json norm = model_json(file, "normalization", path);
+  const nlohmann::json classes = model_json(file, "classes", path);
   try {
-    out.info.config = models::config_from_json(parse_json(file.metadata, "config", path));
-    const auto norm = parse_json(file.metadata, "normalization", path);
+    out.info.config = models::config_from_json(config);
     out.info.normalization.mean = norm.at("mean").get<std::vector<double>>();
     out.info.normalization.std = norm.at("std").get<std::vector<double>>();
-    out.info.classes = parse_json(file.metadata, "classes", path).get<std::vector<std::string>>();
+    out.info.classes = classes.get<std::vector<std::string>>();
     if (file.metadata.count("data")) {
-      const auto data = parse_json(file.metadata, "data", path);
+      const auto data = metadata_json(file.metadata, "data", path);
       out.info.dataset = data.value("dataset", out.info.dataset);
       out.info.labels = data.value("labels", out.info.labels);
       out.info.crop_pct = data.value("crop_pct", out.info.crop_pct);
@@ -129,30 +134,30 @@ LoadedModel load_model_file(const std::string& path) {
   }
   auto fmt_it = file.metadata.find("format");
   out.is_checkpoint = fmt_it != file.metadata.end() && fmt_it->second == kCheckpointFormat;
-  for (const auto& e : file.entries) {
-    PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type", path,
-             e.name, e.dtype);
-    const Tensor t =
-        e.tensor.dtype() == DType::Float32 ? e.tensor : copy_contiguous(e.tensor, DType::Float32);
-    if (!out.is_checkpoint) {
-      out.weights.emplace_back(e.name, t);
-    } else if (e.name.rfind("model.", 0) == 0) {
-      out.weights.emplace_back(e.name.substr(6), t);
-    } else if (e.name.rfind("optimizer.", 0) == 0) {
-      out.optimizer.tensors.emplace_back(e.name.substr(10), t);
-    } else if (e.name.rfind("ema.", 0) == 0) {
-      out.ema.emplace_back(e.name.substr(4), t);
+  if (!out.is_checkpoint) {
+    for (const auto& e : file.entries) {
+      PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type",
+               path, e.name, e.dtype);
+      out.weights.emplace_back(e.name, as_float32(e.tensor));
     }
+    return out;
   }
-  if (out.is_checkpoint) {
-    try {
-      out.optimizer.scalars = parse_json(file.metadata, "optimizer", path);
-      out.state = TrainState::from_json(parse_json(file.metadata, "train_state", path));
-      if (file.metadata.count("model_ema"))
-        out.ema_state = parse_json(file.metadata, "model_ema", path);
-    } catch (const nlohmann::json::exception& e) {
-      fail("[load] {}: malformed checkpoint state: {}", path, e.what());
-    }
+  const Checkpoint c = checkpoint_from(file, path);
+  auto group = [&](const std::string& name) {
+    NamedTensors tensors;
+    if (auto it = c.groups.find(name); it != c.groups.end())
+      for (const auto& [n, t] : it->second) tensors.emplace_back(n, as_float32(t));
+    return tensors;
+  };
+  out.weights = group("model");
+  out.optimizer.tensors = group("optimizer");
+  out.ema = group("ema");
+  try {
+    out.optimizer.scalars = c.json("optimizer");
+    out.state = TrainState::from_json(c.json("train_state"));
+    if (c.metadata.count("model_ema")) out.ema_state = c.json("model_ema");
+  } catch (const nlohmann::json::exception& e) {
+    fail("[load] {}: malformed checkpoint state: {}", path, e.what());
   }
   return out;
 }

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/named_tensors.h"
 #include "core/tensor.h"
 
 namespace pw {
@@ -42,8 +43,6 @@ struct SafetensorsFile {
   // The floating-point tensor called `name`; throws when absent or not floating point.
   const Tensor& tensor(std::string_view name) const;
 };
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // The bytes of a safetensors file holding `tensors` (F32/F64/BF16, any strides) and `metadata`.
 // Layout follows the reference writer: data ordered by descending dtype size, then by name;

@@ -3,7 +3,9 @@
 #include <cmath>
 
 #include "nn/init.h"
+#include "ops/broadcast.h"
 #include "ops/elementwise.h"
+#include "ops/join.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 

@@ -13,6 +13,8 @@
 // (GCC's default tuning stops at 256 bits).
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC target("prefer-vector-width=512")
+#include "ops/activation.h"
+
 #include <cmath>
 #include <type_traits>
 
@@ -20,7 +22,6 @@
 #include "core/parallel.h"
 #include "ops/blas.h"
 #include "ops/fast_math.h"
-#include "ops/nn.h"
 #include "ops/nn_kernels.h"
 
 namespace pw {

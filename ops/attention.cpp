@@ -21,6 +21,8 @@
 // FP exceptions are never inspected: without trapping math GCC may turn the selects of
 // ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
 #pragma GCC optimize("no-trapping-math")
+#include "ops/attention.h"
+
 #include <omp.h>
 
 #include <array>
@@ -35,7 +37,6 @@
 #include "ops/fast_math.h"
 #include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
-#include "ops/nn.h"
 
 namespace pw {
 namespace {

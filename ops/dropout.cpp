@@ -1,12 +1,13 @@
 // dropout and drop_path (stochastic depth). The keep mask is drawn sequentially from the
 // generator (two 32-bit uniforms per 64-bit draw), so it depends only on the generator state and
 // not on the thread count; the backward reuses the saved mask: dx = g * keep / (1 - p).
+#include "ops/dropout.h"
+
 #include <memory>
 
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
-#include "ops/nn.h"
 
 namespace pw {
 namespace {

@@ -13,6 +13,8 @@
 // 512-bit vectors where the CPU has them: the rows are in L1, so the loops are compute-bound.
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC target("prefer-vector-width=512")
+#include "ops/layer_norm.h"
+
 #include <omp.h>
 
 #include <cmath>
@@ -22,7 +24,6 @@
 #include "core/parallel.h"
 #include "ops/blas.h"
 #include "ops/fast_math.h"
-#include "ops/nn.h"
 #include "ops/nn_kernels.h"
 
 namespace pw {

@@ -11,6 +11,8 @@
 // (GCC's default tuning stops at 256 bits).
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC target("prefer-vector-width=512")
+#include "ops/softmax.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -20,7 +22,6 @@
 #include "core/parallel.h"
 #include "ops/blas.h"
 #include "ops/fast_math.h"
-#include "ops/nn.h"
 #include "ops/nn_kernels.h"
 
 namespace pw {

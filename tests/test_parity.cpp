@@ -29,7 +29,7 @@
 #include "io/safetensors.h"
 #include "models/vit.h"
 #include "nn_test_util.h"
-#include "ops/nn.h"
+#include "ops/loss.h"
 #include "optim/adam.h"
 
 using namespace pw;

@@ -14,7 +14,7 @@
 #include "core/autograd.h"
 #include "models/vit.h"
 #include "ops/gemm_bf16.h"
-#include "ops/nn.h"
+#include "ops/loss.h"
 #include "optim/adam.h"
 
 namespace pw::app {

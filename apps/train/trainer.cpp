@@ -13,7 +13,7 @@
 #include "core/autograd.h"
 #include "data/datasets.h"
 #include "io/file_io.h"
-#include "ops/nn.h"
+#include "ops/loss.h"
 #include "optim/clip_grad.h"
 
 extern "C" void openblas_set_num_threads(int);
