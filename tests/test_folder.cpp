@@ -250,7 +250,7 @@ TEST_CASE("over the memory budget the images stay on disk and the loader gives t
   CHECK(batches == 4);  // 15 images, batches of 4
 }
 
-TEST_CASE("--val-split holds out a seeded part of each class", "[folder]") {
+TEST_CASE("a --val-split holds out a seeded part of each class", "[folder]") {
   testing::TempDir tmp("folder-split");
   testing::write_image_folder(tmp.path, {"a", "b"}, 8, 0);  // train/ only
   data::ImageFolderOptions o;
@@ -543,7 +543,8 @@ TEST_CASE("prepare_head_for_finetuning keeps a head that fits and replaces one t
   CHECK(head_of(w) == head_of(three.state_dict()));
 }
 
-TEST_CASE("--init fine-tunes a 10-class 16px model on a 3-class folder at 32px", "[finetune]") {
+TEST_CASE("training with --init fine-tunes a 10-class 16px model on a 3-class folder at 32px",
+          "[finetune]") {
   testing::TempDir tmp("finetune");
   const fs::path root = tmp.path / "pics";
   testing::write_image_folder(root, {"x", "y", "z"}, 3, 1);
