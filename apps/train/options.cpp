@@ -120,6 +120,10 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--stop-after-steps", o.stop_after_steps,
                  "Stop with a checkpoint after N steps (for testing resume)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--dist-timeout", o.dist_timeout,
+                 "Under mpirun: seconds a collective waits for the other ranks before the job "
+                 "ends, naming those that did not arrive (0: forever)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 void validate_train_options(const TrainOptions& o) {
@@ -130,6 +134,7 @@ void validate_train_options(const TrainOptions& o) {
   PW_CHECK(o.epochs > 0 || budget, "[--epochs] must be positive, got {}", o.epochs);
   PW_CHECK(o.batch_size > 0, "[--batch-size] must be positive, got {}", o.batch_size);
   PW_CHECK(o.eval_every > 0, "[--eval-every] must be positive, got {}", o.eval_every);
+  PW_CHECK(o.dist_timeout >= 0, "[--dist-timeout] must be >= 0 seconds, got {}", o.dist_timeout);
 }
 
 }  // namespace pw::app

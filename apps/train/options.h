@@ -67,6 +67,9 @@ struct TrainOptions {
   std::int64_t log_every = 20;
   bool progress = true;
   std::int64_t stop_after_steps = 0;  // testing aid: stop (with a checkpoint) after N steps
+  // Under mpirun: seconds a collective may wait for the other ranks before the job ends naming
+  // those that did not arrive (0: wait forever).
+  double dist_timeout = 300;
 };
 
 // args.json: every field under its own name (flags are the names with '-' for '_').
@@ -76,7 +79,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     decay_epochs, patience_epochs, smoothing, clip_grad, model_ema, model_ema_decay,
     model_ema_warmup, augment, randaugment_n, randaugment_m, mixup, cutmix, cutout, data,
     limit_train, limit_test, no_shuffle, workers, seed, threads, precision, output, name, resume,
-    init, eval_every, tta, time_budget, recipe, log_every, progress, stop_after_steps)
+    init, eval_every, tta, time_budget, recipe, log_every, progress, stop_after_steps, dist_timeout)
 
 // Declares every flag of `vit train` on `app` with its default in the help text.
 void add_train_flags(CLI::App& app, TrainOptions& o);
