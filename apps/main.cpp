@@ -1,4 +1,4 @@
-// `vit`: train, evaluate and inspect Vision Transformers on CIFAR-10.
+// `vit`: train, evaluate and inspect Vision Transformers on CIFAR-10, CIFAR-100 and image folders.
 // Exit codes: 0 success, 1 runtime error (bad file, bad data, non-finite loss), 2 usage error,
 // 130 stopped by a signal after saving a checkpoint. Under mpirun (dist/), an error on any rank
 // is printed with the rank named and ends the whole job with exit code 1.
@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   }
-  CLI::App app{"vit: Vision Transformers on CIFAR-10, trained on the CPU with patchwork"};
+  CLI::App app{
+      "vit: Vision Transformers on CIFAR-10, CIFAR-100 and image folders, trained on the CPU "
+      "with patchwork"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every command");
   pw::app::add_train_command(app);

@@ -1,6 +1,7 @@
 #include "apps/weights.h"
 
 #include <algorithm>
+#include <map>
 
 #include "io/safetensors.h"
 
@@ -16,7 +17,14 @@ std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
                                            {"mean", info.normalization.mean},
                                            {"std", info.normalization.std}}
                                 .dump()},
-          {"classes", nlohmann::json(info.classes).dump()}};
+          {"classes", nlohmann::json(info.classes).dump()},
+          {"data", nlohmann::json{{"dataset", info.dataset},
+                                  {"labels", info.labels},
+                                  {"crop_pct", info.crop_pct},
+                                  {"interpolation", "bilinear"},
+                                  {"val_split", info.val_split},
+                                  {"seed", info.seed}}
+                       .dump()}};
 }
 
 nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const std::string& key,
@@ -48,6 +56,7 @@ nlohmann::json TrainState::to_json() const {
           {"precision", precision},
           {"elapsed_seconds", elapsed_seconds},
           {"planned_steps", planned_steps},
+          {"schedule_position", schedule_position},
           {"epoch_loss_sum", epoch_loss_sum},
           {"epoch_correct", epoch_correct},
           {"epoch_seen", epoch_seen},
@@ -69,6 +78,8 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.precision = j.value("precision", "fp32");  // checkpoints from before bf16 trained in fp32
   s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
   s.planned_steps = j.value("planned_steps", std::int64_t{0});
+  // Older checkpoints: the position was the step count.
+  s.schedule_position = j.value("schedule_position", static_cast<double>(s.global_step));
   s.epoch_loss_sum = j.value("epoch_loss_sum", 0.0);
   s.epoch_correct = j.value("epoch_correct", std::int64_t{0});
   s.epoch_seen = j.value("epoch_seen", std::int64_t{0});
@@ -101,6 +112,16 @@ LoadedModel load_model_file(const std::string& path) {
     out.info.normalization.mean = norm.at("mean").get<std::vector<double>>();
     out.info.normalization.std = norm.at("std").get<std::vector<double>>();
     out.info.classes = parse_json(file.metadata, "classes", path).get<std::vector<std::string>>();
+    if (file.metadata.count("data")) {
+      const auto data = parse_json(file.metadata, "data", path);
+      out.info.dataset = data.value("dataset", out.info.dataset);
+      out.info.labels = data.value("labels", out.info.labels);
+      out.info.crop_pct = data.value("crop_pct", out.info.crop_pct);
+      out.info.val_split = data.value("val_split", out.info.val_split);
+      out.info.seed = data.value("seed", out.info.seed);
+      PW_CHECK(out.info.crop_pct > 0 && out.info.crop_pct <= 1,
+               "[load] {}: crop_pct {} is outside (0, 1]", path, out.info.crop_pct);
+    }
   } catch (const nlohmann::json::exception& e) {
     fail("[load] {}: malformed metadata: {}", path, e.what());
   } catch (const Error& e) {
@@ -151,6 +172,39 @@ void load_weights_into(models::VisionTransformer& model, const NamedTensors& wei
     t = models::resize_pos_embed(t, prefix, model.cfg.grid_size(), "bicubic");
   }
   model.load_state_dict(adjusted, strict);
+}
+
+std::string prepare_head_for_finetuning(const models::VisionTransformer& model,
+                                        NamedTensors& weights,
+                                        const std::vector<std::string>& from_classes,
+                                        const std::vector<std::string>& to_classes, bool reset) {
+  const auto is_head = [](const auto& entry) { return entry.first.rfind("head.", 0) == 0; };
+  NamedTensors own;
+  for (const auto& entry : model.state_dict())
+    if (is_head(entry)) own.push_back(entry);
+  std::map<std::string, Shape> given;
+  for (const auto& entry : weights)
+    if (is_head(entry)) given.emplace(entry.first, entry.second.shape());
+  bool fits = given.size() == own.size();
+  for (const auto& [name, t] : own) fits = fits && given.count(name) && given[name] == t.shape();
+  // Up to ten names, for a line of the log.
+  std::vector<std::string> shown(
+      from_classes.begin(), from_classes.begin() + std::min<std::size_t>(from_classes.size(), 10));
+  if (from_classes.size() > shown.size()) shown.push_back("...");
+  const std::string summary =
+      fmt::format("the weights' head classifies {} classes ({}), the data has {}",
+                  from_classes.size(), fmt::join(shown, ", "), to_classes.size());
+  if (fits && !reset)
+    return from_classes == to_classes
+               ? ""
+               : fmt::format(
+                     "note: {}; the head is kept, its class i now meaning the data's "
+                     "class i (pass --reset-head to start it fresh)",
+                     summary);
+  std::erase_if(weights, is_head);
+  for (const auto& [name, t] : own) weights.emplace_back(name, copy_contiguous(t));
+  return fmt::format("head: {}; it is replaced by a fresh one ({})", summary,
+                     fits ? "--reset-head" : "another class count, as timm's num_classes change");
 }
 
 std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded) {

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "data/autoaugment.h"
+#include "data/resize.h"
 
 namespace pw::data {
 
@@ -17,8 +18,17 @@ constexpr std::uint64_t kSampleStream = 0x73616d706cULL;  // and the samples apa
 }  // namespace
 
 Image augment_image(const Image& img, const AugmentConfig& c, Generator& gen) {
-  if (c.augment == AugmentPolicy::None) return img;
-  Image out = c.crop ? random_crop(img, c.crop_padding, gen) : img;
+  const int S = c.image_size;
+  if (c.augment == AugmentPolicy::None) return eval_transform(img, S, c.crop_pct);
+  Image out;
+  if (c.random_resized_crop && c.crop) {
+    out = random_resized_crop(img, S, c.scale_min, c.scale_max, c.ratio_min, c.ratio_max, gen);
+  } else if (c.random_resized_crop) {
+    out = eval_transform(img, S, c.crop_pct);
+  } else {
+    out = img.height == S && img.width == S ? img : resize_bilinear(img, S, S);
+    if (c.crop) out = random_crop(out, c.crop_padding, gen);
+  }
   if (c.flip) out = random_hflip(out, gen);
   if (c.augment == AugmentPolicy::RandAugment) {
     out = rand_augment(out, c.randaugment_n, c.randaugment_m, gen);
@@ -76,31 +86,33 @@ Batch make_batch(const Dataset& data, const LoaderConfig& config,
   const auto [lo, hi] = shard_range(G, config.rank, config.ranks);
   const std::int64_t B = hi - lo;
   auto record = [&](std::int64_t position) { return order[begin + position]; };
-  // The image at `position` of the global batch, augmented from its own stream, into dst.
+  // The image at `position` of the global batch, augmented from its own stream, into dst: from
+  // memory, or decoded from its file here, on the worker's thread.
   auto make_image = [&](std::int64_t position, float* dst) {
     const std::int64_t r = record(position);
     Generator gen(sample_seed(config.seed, epoch, r));
-    const Image img = Image::from_chw(data.image(r), kChannels, kImageSide, kImageSide);
-    normalize_into(augment_image(img, config.augment, gen), dst);
+    normalize_into(augment_image(data.image_at(r), config.augment, gen), dst, config.normalization);
   };
 
+  const int S = config.augment.image_size;
+  const std::int64_t image_floats = 3LL * S * S;
   Batch out;
   out.index = batch;
   out.global_size = G;
   out.first = lo;
   out.indices.assign(order.begin() + begin + lo, order.begin() + begin + hi);
   out.labels.resize(static_cast<std::size_t>(B));
-  out.images = empty({B, kChannels, kImageSide, kImageSide});
+  out.images = empty({B, 3, S, S});
   float* dst = out.images.data<float>();
   for (std::int64_t j = 0; j < B; ++j) {
     out.labels[j] = data.labels[out.indices[j]];
-    make_image(lo + j, dst + j * kImageBytes);
+    make_image(lo + j, dst + j * image_floats);
   }
   const AugmentConfig& a = config.augment;
   const MixConfig mix{a.mixup_alpha, a.cutmix_alpha, 0.5, a.label_smoothing};
   if (mix.enabled()) {
     Generator gen(batch_seed(config.seed, epoch, batch));
-    const MixParams params = sample_mix(mix, kImageSide, kImageSide, gen);
+    const MixParams params = sample_mix(mix, S, S, gen);
     // Position p is mixed with G-1-p; a partner of this part is copied, another rank's is made.
     Tensor partners = empty(out.images.shape());
     std::vector<std::int64_t> partner_labels(static_cast<std::size_t>(B));
@@ -109,13 +121,13 @@ Batch make_batch(const Dataset& data, const LoaderConfig& config,
       const std::int64_t q = G - 1 - (lo + j);
       partner_labels[j] = data.labels[record(q)];
       if (q >= lo && q < hi)
-        std::memcpy(pdst + j * kImageBytes, dst + (q - lo) * kImageBytes,
-                    kImageBytes * sizeof(float));
+        std::memcpy(pdst + j * image_floats, dst + (q - lo) * image_floats,
+                    image_floats * sizeof(float));
       else
-        make_image(q, pdst + j * kImageBytes);
+        make_image(q, pdst + j * image_floats);
     }
-    out.soft_targets = mix_with(out.images, partners, out.labels, partner_labels, kNumClasses,
-                                a.label_smoothing, params);
+    out.soft_targets = mix_with(out.images, partners, out.labels, partner_labels,
+                                static_cast<int>(data.num_classes()), a.label_smoothing, params);
   }
   return out;
 }
@@ -128,9 +140,9 @@ Loader::Loader(const Dataset& data, LoaderConfig config) : data_(data), config_(
   PW_CHECK(config_.num_workers >= 0 && config_.prefetch >= 1,
            "[loader] needs num_workers >= 0 and prefetch >= 1, got {} and {}", config_.num_workers,
            config_.prefetch);
-  PW_CHECK(static_cast<std::int64_t>(data_.images.size()) == data_.size() * kImageBytes,
-           "[loader] dataset holds {} labels but {} image bytes", data_.size(),
-           data_.images.size());
+  PW_CHECK(config_.augment.image_size > 0, "[loader] image size must be positive, got {}",
+           config_.augment.image_size);
+  data_.check("loader");
 }
 
 Loader::~Loader() {

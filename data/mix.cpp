@@ -7,13 +7,18 @@
 
 namespace pw::data {
 
-void normalize_into(const Image& img, float* out) {
+void normalize_into(const Image& img, float* out, const Normalization& norm) {
   PW_CHECK(img.channels == 3, "[normalize] expects 3 channels, got {}", img.channels);
+  PW_CHECK(norm.mean.size() == 3 && norm.std.size() == 3,
+           "[normalize] needs 3 means and 3 stds, got {} and {}", norm.mean.size(),
+           norm.std.size());
   const std::size_t plane = static_cast<std::size_t>(img.height * img.width);
-  for (int c = 0; c < 3; ++c) {
-    // One multiply-add per pixel: (x/255 - m)/s = x * (1/(255 s)) - m/s.
-    const float scale = 1.0f / (255.0f * kCifarStd[c]);
-    const float shift = -kCifarMean[c] / kCifarStd[c];
+  for (std::size_t c = 0; c < 3; ++c) {
+    // One multiply-add per pixel: (x/255 - m)/s = x * (1/(255 s)) - m/s, in float32 from the
+    // float32-rounded mean and std.
+    const auto m = static_cast<float>(norm.mean[c]), s = static_cast<float>(norm.std[c]);
+    const float scale = 1.0f / (255.0f * s);
+    const float shift = -m / s;
     const std::uint8_t* p = img.pixels.data() + c * plane;
     float* o = out + c * plane;
     for (std::size_t i = 0; i < plane; ++i) o[i] = static_cast<float>(p[i]) * scale + shift;

@@ -8,15 +8,14 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "data/dataset.h"
 #include "data/image.h"
 
 namespace pw::data {
 
-inline constexpr std::array<float, 3> kCifarMean = {0.4914f, 0.4822f, 0.4465f};
-inline constexpr std::array<float, 3> kCifarStd = {0.2470f, 0.2435f, 0.2616f};
-
-// Writes (x / 255 - mean[c]) / std[c] for a 3-channel image into out (C*H*W floats, CHW).
-void normalize_into(const Image& img, float* out);
+// Writes (x / 255 - mean[c]) / std[c] for a 3-channel image into out (C*H*W floats, CHW), in
+// float32; the default is CIFAR-10's mean and std.
+void normalize_into(const Image& img, float* out, const Normalization& norm = {});
 
 // Gamma(shape, 1) (Marsaglia & Tsang; shape < 1 via Gamma(shape + 1) * U^(1/shape)).
 double sample_gamma(double shape, Generator& gen);

@@ -12,6 +12,7 @@
 #include "apps/weights.h"
 #include "cifar_fixture.h"
 #include "core/autograd.h"
+#include "data/cifar10.h"
 #include "data/loader.h"
 #include "dist/buckets.h"
 #include "dist/communicator.h"

@@ -11,7 +11,8 @@ namespace pw::app {
 
 void add_train_command(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
-  CLI::App* sub = app.add_subcommand("train", "Train a ViT on CIFAR-10");
+  CLI::App* sub = app.add_subcommand(
+      "train", "Train a ViT on CIFAR-10, CIFAR-100 or an image folder (--dataset)");
   add_train_flags(*sub, *o);
   sub->footer(recipes_help());
   when_chosen(*sub, [o, sub] {

@@ -134,4 +134,23 @@ std::int64_t BudgetPlanner::plan(double elapsed, std::int64_t done,
   return lo;
 }
 
+double SchedulePosition::advance(std::int64_t done, std::int64_t total) {
+  const double end = static_cast<double>(total);
+  const std::int64_t left = total - done;  // this step included
+  position_ =
+      left <= 0 ? end : std::min(end, position_ + (end - position_) / static_cast<double>(left));
+  return position_;
+}
+
+double SchedulePosition::replan(std::int64_t from, std::int64_t warmup_from, std::int64_t to,
+                                std::int64_t warmup_to, std::int64_t done) {
+  if (to <= done) return position_ = static_cast<double>(to);
+  const double w0 = static_cast<double>(warmup_from), w1 = static_cast<double>(warmup_to);
+  if (position_ > w0 && from > warmup_from)
+    position_ =
+        w1 + (position_ - w0) * (static_cast<double>(to) - w1) / (static_cast<double>(from) - w0);
+  position_ = std::min(position_, static_cast<double>(to));
+  return position_;
+}
+
 }  // namespace pw::app

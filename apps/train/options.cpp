@@ -1,10 +1,13 @@
 #include "apps/train/options.h"
 
+#include <algorithm>
+
 #include "apps/evaluate.h"
 #include "apps/precision.h"
 #include "apps/train/budget.h"
 #include "apps/train/recipes.h"
 #include "core/error.h"
+#include "data/datasets.h"
 
 namespace pw::app {
 
@@ -78,8 +81,40 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--cutmix", o.cutmix, "CutMix alpha (0: off)")->check(CLI::NonNegativeNumber);
   app.add_option("--cutout", o.cutout, "Cutout square side in pixels (0: off)")
       ->check(CLI::Range(0, 32));
+  app.add_option("--dataset", o.dataset,
+                 "Data set: cifar10, cifar100, or folder (an image folder at --data)")
+      ->check(CLI::IsMember(data::dataset_names()));
   app.add_option("--data", o.data,
-                 "CIFAR-10 folder or .tar.gz (default: $CIFAR10_DIR, data/, ../shared/data/)");
+                 "CIFAR folder or .tar.gz (default: $CIFAR10_DIR or $CIFAR100_DIR, data/, "
+                 "../shared/data/), or the image folder ROOT holding train/<class>/ and "
+                 "val/<class>/");
+  app.add_option("--cifar100-labels", o.cifar100_labels,
+                 "CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses)")
+      ->check(CLI::IsMember({"fine", "coarse"}));
+  app.add_option("--img-size", o.img_size,
+                 "Image side to train at (0: the model's image_size); images are resized to it")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--val-split", o.val_split,
+                 "Image folders without val/: hold out this fraction of each training class "
+                 "(drawn by --seed) for evaluation")
+      ->check(CLI::Range(0.0, 0.99));
+  app.add_option("--crop-pct", o.crop_pct,
+                 "Image folders: evaluation resizes the shorter side to img-size / crop-pct, "
+                 "then takes the centre img-size square (CIFAR: 1)")
+      ->check(CLI::Range(0.05, 1.0));
+  app.add_option("--scale", o.scale,
+                 "Image folders: RandomResizedCrop's range of the crop's area fraction")
+      ->expected(2)
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--ratio", o.ratio,
+                 "Image folders: RandomResizedCrop's range of the crop's aspect ratio (w / h)")
+      ->expected(2)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--cache-mb", o.cache_mb,
+                 "Image folders: keep decoded images (3 bytes a pixel, at their file's size) in "
+                 "memory up to this many MiB; a split over it is decoded by the loader's workers "
+                 "each epoch")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--limit-train", o.limit_train, "Use only the first N training images (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--limit-test", o.limit_test, "Use only the first N test images (0: all)")
@@ -94,7 +129,12 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--output", o.output, "Folder that receives the run folder");
   app.add_option("--name", o.name, "Run folder name (default: <preset>-<date>-<time>)");
   app.add_option("--resume", o.resume, "Resume from a run folder or checkpoint file");
-  app.add_option("--init", o.init, "Start from the weights of a .safetensors file");
+  app.add_option("--init", o.init,
+                 "Fine-tune: start from the weights (and architecture) of a .safetensors file; "
+                 "a position embedding of another grid is resized, a head of another class "
+                 "count replaced by a fresh one");
+  app.add_flag("--reset-head", o.reset_head,
+               "With --init: start the head fresh even when its class count fits the data");
   app.add_option("--eval-every", o.eval_every, "Evaluate on the test set every N epochs")
       ->check(CLI::PositiveNumber);
   app.add_option("--tta", o.tta,
@@ -134,6 +174,22 @@ void validate_train_options(const TrainOptions& o) {
   PW_CHECK(o.epochs > 0 || budget, "[--epochs] must be positive, got {}", o.epochs);
   PW_CHECK(o.batch_size > 0, "[--batch-size] must be positive, got {}", o.batch_size);
   PW_CHECK(o.eval_every > 0, "[--eval-every] must be positive, got {}", o.eval_every);
+  const auto& names = data::dataset_names();
+  PW_CHECK(std::find(names.begin(), names.end(), o.dataset) != names.end(),
+           "[--dataset] expected one of {}, got '{}'", fmt::join(names, ", "), o.dataset);
+  data::parse_cifar100_labels(o.cifar100_labels, "--cifar100-labels");
+  PW_CHECK(o.img_size >= 0, "[--img-size] must be positive (or 0: the model's), got {}",
+           o.img_size);
+  PW_CHECK(o.val_split >= 0 && o.val_split < 1, "[--val-split] must be in [0, 1), got {}",
+           o.val_split);
+  PW_CHECK(o.crop_pct > 0 && o.crop_pct <= 1, "[--crop-pct] must be in (0, 1], got {}", o.crop_pct);
+  PW_CHECK(o.scale.size() == 2 && o.scale[0] > 0 && o.scale[0] <= o.scale[1] && o.scale[1] <= 1,
+           "[--scale] expects MIN MAX with 0 < MIN <= MAX <= 1, got {}", fmt::join(o.scale, " "));
+  PW_CHECK(o.ratio.size() == 2 && o.ratio[0] > 0 && o.ratio[0] <= o.ratio[1],
+           "[--ratio] expects MIN MAX with 0 < MIN <= MAX, got {}", fmt::join(o.ratio, " "));
+  PW_CHECK(o.cache_mb >= 0, "[--cache-mb] must not be negative, got {}", o.cache_mb);
+  PW_CHECK(o.dataset != "folder" || !o.data.empty(),
+           "[--data] --dataset folder needs --data ROOT (ROOT/train/<class>/, ROOT/val/<class>/)");
   PW_CHECK(o.dist_timeout >= 0, "[--dist-timeout] must be >= 0 seconds, got {}", o.dist_timeout);
 }
 

@@ -8,11 +8,12 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "apps/commands/plot.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "data/locate.h"
+#include "data/datasets.h"
 #include "io/file_io.h"
 #include "ops/nn.h"
 #include "optim/clip_grad.h"
@@ -46,12 +47,22 @@ namespace {
 // Keys the per-sample dropout and drop-path streams apart from the data's.
 constexpr std::uint64_t kDropoutStream = 0x64726f70ULL;
 
-// The training loader: shuffled and augmented as the flags say, making this rank's share of
-// every global batch.
-data::LoaderConfig loader_config(const TrainOptions& o, const dist::Communicator& comm) {
+// The training loader: shuffled and augmented as the flags say, images made image_size square
+// (CIFAR's pad-and-crop, or RandomResizedCrop for image folders) and normalised as the model's,
+// making this rank's share of every global batch.
+data::LoaderConfig loader_config(const TrainOptions& o, const ModelInfo& info,
+                                 const dist::Communicator& comm) {
   data::LoaderConfig c;
   c.rank = comm.rank();
   c.ranks = comm.size();
+  c.normalization = info.normalization;
+  c.augment.image_size = static_cast<int>(info.config.image_size);
+  c.augment.crop_pct = info.crop_pct;
+  c.augment.random_resized_crop = o.dataset == "folder";
+  c.augment.scale_min = o.scale.at(0);
+  c.augment.scale_max = o.scale.at(1);
+  c.augment.ratio_min = o.ratio.at(0);
+  c.augment.ratio_max = o.ratio.at(1);
   c.batch_size = o.batch_size;
   c.seed = o.seed;
   c.num_workers = static_cast<int>(o.workers);
@@ -78,20 +89,23 @@ std::string default_run_name(const TrainOptions& o) {
   return o.preset + "-" + buf;
 }
 
-// The records of the test batches [b0, b1) of `batch_size`, with b0, b1 this rank's share of
+// The images of the test batches [b0, b1) of `batch_size`, with b0, b1 this rank's share of
 // the batches: every batch is then evaluated exactly as one process evaluates it.
 data::Dataset test_shard(const data::Dataset& test, std::int64_t batch_size,
                          const dist::Communicator& comm) {
   const auto [b0, b1] = data::shard_range(data::num_batches(test.size(), batch_size, false),
                                           comm.rank(), comm.size());
-  const std::int64_t r0 = std::min(test.size(), b0 * batch_size);
-  const std::int64_t r1 = std::min(test.size(), b1 * batch_size);
-  data::Dataset shard;
-  shard.class_names = test.class_names;
-  shard.labels.assign(test.labels.begin() + r0, test.labels.begin() + r1);
-  shard.images.assign(test.images.begin() + r0 * data::kImageBytes,
-                      test.images.begin() + r1 * data::kImageBytes);
-  return shard;
+  return test.slice(std::min(test.size(), b0 * batch_size), std::min(test.size(), b1 * batch_size));
+}
+
+// A hash of what a set holds: labels, class names, image sizes, and CIFAR's pixels (an image
+// folder is known by its sizes and labels: whether its pixels are in memory depends on each
+// machine's --cache-mb).
+std::uint64_t fingerprint(const data::Dataset& d, std::uint64_t seed) {
+  std::uint64_t h = dist::hash_bytes(d.labels.data(), d.labels.size() * sizeof(d.labels[0]), seed);
+  for (const auto& name : d.class_names) h = dist::hash_bytes(name.data(), name.size(), h);
+  h = dist::hash_bytes(d.sizes.data(), d.sizes.size() * sizeof(data::ImageSize), h);
+  return d.files.empty() ? dist::hash_bytes(d.images.data(), d.images.size(), h) : h;
 }
 
 fs::path resolve_resume_checkpoint(const std::string& resume) {
@@ -169,6 +183,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   check_ranks_agree();
   open_run();
   build_model();
+  start_loader();
   plan_budget();
 }
 
@@ -178,32 +193,38 @@ Trainer::~Trainer() {
 }
 
 void Trainer::load_data() {
-  const auto where = data::locate_cifar10(data::default_locate_options(
-      o_.data.empty() ? std::nullopt : std::optional<fs::path>(o_.data)));
-  cifar_ = data::read_cifar10(where.path, o_.limit_train > 0 ? o_.limit_train : -1,
-                              o_.limit_test > 0 ? o_.limit_test : -1);
-  progress_.message(fmt::format("data: {} ({}), {} train / {} test images", where.path.string(),
-                                where.how, cifar_.train.size(), cifar_.test.size()));
-  loader_ = std::make_unique<data::Loader>(cifar_.train, loader_config(o_, comm_));
-  steps_per_epoch_ = loader_->num_batches();
-  if (comm_.size() > 1) test_shard_ = test_shard(cifar_.test, o_.batch_size, comm_);
+  data::DatasetOptions d;
+  d.dataset = o_.dataset;
+  d.data = o_.data;
+  d.cifar100_labels = o_.cifar100_labels;
+  d.limit_train = o_.limit_train > 0 ? o_.limit_train : -1;
+  d.limit_test = o_.limit_test > 0 ? o_.limit_test : -1;
+  d.val_split = o_.val_split;
+  d.seed = o_.seed;
+  d.memory_budget_bytes = o_.cache_mb << 20;
+  d.threads = static_cast<int>(o_.threads > 0 ? o_.threads : std::thread::hardware_concurrency());
+  // A resumed run normalises as its checkpoint says, so a folder on disk need not be decoded
+  // once more only to compute the mean and std again.
+  d.compute_normalization = o_.resume.empty();
+  data_ = data::load_datasets(d);
+  for (const auto& note : data_.notes) progress_.message(note);
+  PW_CHECK(data_.train.size() > 0, "[data] the training split is empty");
+  steps_per_epoch_ = data::num_batches(data_.train.size(), o_.batch_size, /*drop_last=*/false);
+  if (comm_.size() > 1) test_shard_ = test_shard(data_.test, o_.batch_size, comm_);
 }
 
 // Ranks that were started with other flags or read other data would train different models or
 // wait for each other forever: both are found here, before the first step. The data's path, the
-// threads and the progress display may differ (one machine's data may live elsewhere).
+// threads, the memory budget and the progress display may differ (one machine's data may live
+// elsewhere).
 void Trainer::check_ranks_agree() {
   if (comm_.size() == 1) return;
   nlohmann::json flags = o_;
-  for (const char* key : {"data", "threads", "workers", "progress"}) flags.erase(key);
+  for (const char* key : {"data", "threads", "workers", "cache_mb", "progress"}) flags.erase(key);
   const std::string text = flags.dump();
   dist::require_same(comm_, dist::hash_bytes(text.data(), text.size()), "the training options");
-  std::uint64_t h = 0;
-  for (const data::Dataset* d : {&cifar_.train, &cifar_.test}) {
-    h = dist::hash_bytes(d->images.data(), d->images.size(), h);
-    h = dist::hash_bytes(d->labels.data(), d->labels.size(), h);
-  }
-  dist::require_same(comm_, h, "the data set (its images and labels)");
+  dist::require_same(comm_, fingerprint(data_.test, fingerprint(data_.train, 0)),
+                     "the data set (its images and labels)");
   const auto [lo, hi] = data::shard_range(o_.batch_size, comm_.rank(), comm_.size());
   progress_.message(fmt::format(
       "data parallel: {} ranks ({} on this machine, {} compute threads each); the global batch "
@@ -235,16 +256,71 @@ void Trainer::open_run() {
   state_.precision = precision_.precision;
 }
 
+namespace {
+
+// Whether --model entries set `key`.
+bool overrides_key(const std::vector<std::string>& key_values, const std::string& key) {
+  return std::any_of(key_values.begin(), key_values.end(),
+                     [&](const std::string& kv) { return kv.substr(0, kv.find('=')) == key; });
+}
+
+}  // namespace
+
+// The architecture: the preset's, or with --init the weights file's (fine-tuning), then the
+// dropout flags and --model overrides; the image size follows --img-size and the class count
+// the data.
+models::ViTConfig Trainer::model_config(const LoadedModel* init) const {
+  models::ViTConfig base = init ? init->info.config : models::vit_preset(o_.preset);
+  base.dropout = o_.dropout;
+  base.drop_path = o_.drop_path;
+  models::ViTConfig c = models::apply_overrides(base, o_.model);
+  if (o_.img_size > 0) {
+    PW_CHECK(!overrides_key(o_.model, "image_size") || c.image_size == o_.img_size,
+             "[--img-size] {} contradicts --model image_size={}", o_.img_size, c.image_size);
+    c.image_size = o_.img_size;
+  }
+  const std::int64_t classes = data_.train.num_classes();
+  PW_CHECK(!overrides_key(o_.model, "num_classes") || c.num_classes == classes,
+           "[--model] num_classes={}, but the data has {} classes", c.num_classes, classes);
+  c.num_classes = classes;
+  c.validate();
+  return c;
+}
+
 // Model, optimizer, schedule and EMA, restored from the checkpoint when resuming.
 void Trainer::build_model() {
-  models::ViTConfig preset = models::vit_preset(o_.preset);
-  preset.dropout = o_.dropout;
-  preset.drop_path = o_.drop_path;
-  info_.config = models::apply_overrides(preset, o_.model);
-  info_.classes = cifar_.train.class_names;
+  const std::optional<LoadedModel> init =
+      o_.init.empty() ? std::nullopt : std::optional<LoadedModel>(load_model_file(o_.init));
+  info_.config = model_config(init ? &*init : nullptr);
+  info_.classes = data_.train.class_names;
+  info_.normalization = data_.train.normalization;
+  info_.dataset = o_.dataset;
+  info_.labels = o_.dataset == "cifar100" ? o_.cifar100_labels : "fine";
+  info_.crop_pct = o_.dataset == "folder" ? o_.crop_pct : 1.0;
+  info_.val_split = o_.val_split;
+  info_.seed = o_.seed;
+  if (resumed_) {
+    PW_CHECK(resumed_->info.classes == info_.classes,
+             "[--resume] the checkpoint's classes ({}) are not the data's ({})",
+             fmt::join(resumed_->info.classes, ", "), fmt::join(info_.classes, ", "));
+    info_.normalization = resumed_->info.normalization;
+  }
   Generator init_gen(o_.seed);
   model_ = std::make_unique<models::VisionTransformer>(info_.config, init_gen);
-  if (!o_.init.empty()) load_weights_into(*model_, load_model_file(o_.init).weights);
+  if (init) {
+    NamedTensors weights = init->weights;
+    const std::string head = prepare_head_for_finetuning(*model_, weights, init->info.classes,
+                                                         info_.classes, o_.reset_head);
+    load_weights_into(*model_, weights);
+    progress_.message(fmt::format(
+        "--init {}: weights of a {}x{} model with {} classes{}", o_.init,
+        init->info.config.image_size, init->info.config.image_size, init->info.config.num_classes,
+        init->info.config.image_size != info_.config.image_size
+            ? fmt::format(", position embedding resized to {}x{}", info_.config.image_size,
+                          info_.config.image_size)
+            : ""));
+    if (!head.empty()) progress_.message(head);
+  }
   optimizer_ = make_optimizer(o_, *model_);
   buckets_ = std::make_unique<dist::GradientBuckets>(model_->parameters());
   schedule_ = make_schedule(o_, *optimizer_, steps_per_epoch_, total_steps_);
@@ -257,6 +333,7 @@ void Trainer::build_model() {
     if (schedule_.per_step) schedule_.per_step->load_state_dict(state_.scheduler);
     if (schedule_.plateau) schedule_.plateau->load_state_dict(state_.scheduler);
     default_generator().set_state(state_.rng);
+    position_ = SchedulePosition(state_.schedule_position);
     progress_.message(fmt::format("resumed {} at epoch {} batch {} (step {}, {} of wall time)",
                                   resumed_from_.string(), state_.epoch + 1, state_.batch,
                                   state_.global_step, format_duration(state_.elapsed_seconds)));
@@ -282,9 +359,20 @@ void Trainer::build_model() {
     if (resumed_) metrics_->load_until(state_.global_step);
   }
   resumed_.reset();  // the weights are in the model now
-  progress_.message(fmt::format("model: ViT {} ({} parameters), run folder {}", o_.preset,
-                                model_->num_parameters(), run_dir_.string()));
+  progress_.message(fmt::format("model: ViT {} at {}x{}, {} classes ({} parameters), run folder {}",
+                                o_.init.empty() ? o_.preset : "from " + o_.init,
+                                info_.config.image_size, info_.config.image_size,
+                                info_.config.num_classes, model_->num_parameters(),
+                                run_dir_.string()));
   progress_.message(describe(precision_));
+}
+
+void Trainer::start_loader() {
+  loader_ = std::make_unique<data::Loader>(data_.train, loader_config(o_, info_, comm_));
+  if (!data_.train.in_memory())
+    progress_.message(fmt::format(
+        "the training images are decoded from their files by {} loader worker thread{} (--workers)",
+        o_.workers, o_.workers > 1 ? "s" : ""));
 }
 
 void Trainer::plan_budget() {
@@ -292,7 +380,7 @@ void Trainer::plan_budget() {
   if (!budget_) return;
   const double passes = (ema_ ? 2.0 : 1.0) * (tta_ == Tta::Flip ? 2.0 : 1.0);
   const double eval_in_steps =
-      passes * static_cast<double>(cifar_.test.size()) / (3.0 * static_cast<double>(o_.batch_size));
+      passes * static_cast<double>(data_.test.size()) / (3.0 * static_cast<double>(o_.batch_size));
   // A checkpoint holds the weights, two optimizer buffers and the EMA; assume 100 MB/s.
   const double checkpoint_bytes =
       4.0 * static_cast<double>(model_->num_parameters()) * (ema_ ? 4.0 : 3.0);
@@ -402,7 +490,13 @@ void Trainer::train_step(const data::Batch& batch, Epoch& e) {
   if (o_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), o_.clip_grad);
   optimizer_->step();
   if (ema_) ema_->update();
-  if (schedule_.per_step) schedule_.per_step->step();
+  if (schedule_.per_step) {
+    if (budget_)
+      schedule_.per_step->set_epoch(
+          std::llround(position_.advance(state_.global_step, total_steps_)));
+    else
+      schedule_.per_step->step();
+  }
   ++state_.batch;
   ++state_.global_step;
 
@@ -463,22 +557,25 @@ std::int64_t Trainer::agree_on(std::int64_t steps) {
 // Re-sizes the per-step schedule to `total` steps, at the current step.
 void Trainer::resize_schedule(std::int64_t total) {
   if (total == total_steps_) return;
+  const std::int64_t before = total_steps_;
   total_steps_ = total;
   if (!schedule_.per_step) return;  // plateau does not depend on the length
   schedule_ = make_schedule(o_, *optimizer_, steps_per_epoch_, total_steps_);
-  schedule_.per_step->set_epoch(state_.global_step);
+  position_.replan(before, warmup_steps(o_, steps_per_epoch_, before), total_steps_,
+                   warmup_steps(o_, steps_per_epoch_, total_steps_), state_.global_step);
+  schedule_.per_step->set_epoch(std::llround(position_.value()));
 }
 
 // Each rank evaluates its share of the test batches; the sums are reduced in rank order.
 Trainer::Evaluation Trainer::evaluate() {
   const auto start = Clock::now();
-  const data::Dataset& split = comm_.size() > 1 ? test_shard_ : cifar_.test;
+  const data::Dataset& split = comm_.size() > 1 ? test_shard_ : data_.test;
   const auto workers = static_cast<int>(o_.workers);
   // (loss sum, correct) of the weights, then of the EMA's
   double local[4] = {0, 0, 0, 0};
   auto run = [&](models::VisionTransformer& model, double* out) {
     const SplitPredictions p =
-        predict_split(model, split, o_.batch_size, workers, precision_.bf16(), tta_);
+        predict_split(model, info_, split, o_.batch_size, workers, precision_.bf16(), tta_);
     out[0] = p.loss * static_cast<double>(p.labels.size());
     for (std::size_t i = 0; i < p.labels.size(); ++i) out[1] += p.predicted[i] == p.labels[i];
   };
@@ -489,7 +586,7 @@ Trainer::Evaluation Trainer::evaluate() {
   }
   const auto sum = dist::sum_over_ranks(
       comm_, local, fmt::format("the evaluation after step {}", state_.global_step));
-  const auto total = static_cast<double>(cifar_.test.size());
+  const auto total = static_cast<double>(data_.test.size());
   Evaluation ev;
   ev.loss = total > 0 ? sum[0] / total : 0.0;
   ev.accuracy = total > 0 ? sum[1] / total : 0.0;
@@ -594,6 +691,7 @@ void Trainer::save_last() {
       schedule_.per_step ? schedule_.per_step->state_dict() : schedule_.plateau->state_dict();
   state_.elapsed_seconds = elapsed();
   state_.planned_steps = budget_ ? total_steps_ : 0;
+  state_.schedule_position = budget_ ? position_.value() : static_cast<double>(state_.global_step);
   save_checkpoint(last_path_.string(), *model_, info_, *optimizer_, state_, ema_.get());
 }
 

@@ -1,7 +1,8 @@
 // `vit train`: the training loop with its run folder, checkpoints, exact resume, signals.
 //
 // Trainer reads top to bottom as a run goes: the constructor sets the run up (data, the
-// checkpoint to resume from, model, optimizer, schedule, EMA, run folder, time budget), run()
+// checkpoint to resume from, model, optimizer, schedule, EMA, run folder, loader, time budget),
+// run()
 // trains epoch by epoch, and each epoch is train_epoch() (steps), evaluate() and end_epoch()
 // (metrics, checkpoints, curves); finish() writes the weights file and the summary.
 //
@@ -28,7 +29,7 @@
 #include "apps/train/progress.h"
 #include "apps/train/schedule.h"
 #include "apps/weights.h"
-#include "data/cifar10.h"
+#include "data/dataset.h"
 #include "data/loader.h"
 #include "dist/buckets.h"
 #include "dist/communicator.h"
@@ -81,6 +82,8 @@ class Trainer {
   void check_ranks_agree();
   void open_run();
   void build_model();
+  models::ViTConfig model_config(const LoadedModel* init) const;
+  void start_loader();
   void plan_budget();
   // Trains until the epoch's last batch or the planned step count; false when a stop was
   // requested (the checkpoint is then saved).
@@ -108,7 +111,7 @@ class Trainer {
   Tta tta_;
   std::optional<double> budget_;
 
-  data::Cifar10 cifar_;
+  data::Splits data_;
   data::Dataset test_shard_;  // this rank's test batches, on several ranks
   std::unique_ptr<data::Loader> loader_;
   std::int64_t steps_per_epoch_ = 0;
@@ -132,6 +135,7 @@ class Trainer {
   double elapsed_before_ = 0;  // wall time of earlier invocations of a resumed run
 
   std::optional<BudgetPlanner> planner_;
+  SchedulePosition position_;  // the per-step schedule's, when a budget plans it
   std::int64_t replan_every_ = 1, steps_since_plan_ = 0;
   bool planned_ = false;
 
