@@ -36,4 +36,32 @@ void Dataset::check(const std::string& what) const {
              "[{}] image {} lies outside the {} bytes of pixels", what, i, images.size());
 }
 
+Dataset Dataset::slice(std::int64_t begin, std::int64_t end) const {
+  PW_CHECK(0 <= begin && begin <= end && end <= size(),
+           "[dataset] cannot take images [{}, {}) of a set of {}", begin, end, size());
+  Dataset out;
+  out.class_names = class_names;
+  out.height = height;
+  out.width = width;
+  out.normalization = normalization;
+  out.labels.assign(labels.begin() + begin, labels.begin() + end);
+  if (!files.empty()) out.files.assign(files.begin() + begin, files.begin() + end);
+  if (sizes.empty()) {
+    if (!images.empty())
+      out.images.assign(images.begin() + begin * image_bytes(),
+                        images.begin() + end * image_bytes());
+    return out;
+  }
+  out.sizes.assign(sizes.begin() + begin, sizes.begin() + end);
+  for (std::int64_t i = begin; i < end; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    const std::int64_t bytes = 3LL * sizes[k].height * sizes[k].width;
+    out.offsets.push_back(static_cast<std::int64_t>(out.images.size()));
+    if (!images.empty())
+      out.images.insert(out.images.end(), images.begin() + offsets[k],
+                        images.begin() + offsets[k] + bytes);
+  }
+  return out;
+}
+
 }  // namespace pw::data

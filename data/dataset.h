@@ -57,6 +57,9 @@ struct Dataset {
   Image image_at(std::int64_t i) const;
   // Throws pw::Error when the fields disagree (sizes, labels out of range); `what` names the set.
   void check(const std::string& what) const;
+  // Images [begin, end) as a set of their own, in memory or on disk as this one (a rank's share
+  // of an evaluation, dist/).
+  Dataset slice(std::int64_t begin, std::int64_t end) const;
 };
 
 // The two splits a run uses: training, and test (CIFAR's test files or a folder's val/), with

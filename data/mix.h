@@ -52,4 +52,12 @@ std::vector<float> smooth_one_hot(const std::vector<std::int64_t>& labels, int n
 Tensor apply_mix(const Tensor& images, const std::vector<std::int64_t>& labels, int num_classes,
                  double label_smoothing, const MixParams& mix);
 
+// The same with the partners given: image i of `images` is mixed in place with image i of
+// `partners` (same shape), and the soft targets mix labels[i] with partner_labels[i]. A batch
+// split over ranks mixes its rows with partners that another rank holds (data/loader.h).
+Tensor mix_with(const Tensor& images, const Tensor& partners,
+                const std::vector<std::int64_t>& labels,
+                const std::vector<std::int64_t>& partner_labels, int num_classes,
+                double label_smoothing, const MixParams& mix);
+
 }  // namespace pw::data

@@ -5,6 +5,7 @@
 #include "apps/commands/command.h"
 #include "apps/train/recipes.h"
 #include "apps/train/trainer.h"
+#include "dist/communicator.h"
 
 namespace pw::app {
 
@@ -18,7 +19,7 @@ void add_train_command(CLI::App& app) {
     TrainOptions given = *o;
     if (!given.recipe.empty() && given.resume.empty())
       apply_recipe(given, *sub, find_recipe(given.recipe));
-    else if (!given.recipe.empty())
+    else if (!given.recipe.empty() && dist::world().is_root())
       fmt::print(
           "note: --recipe is not applied on --resume: the run's args.json holds the "
           "values it resolved to\n");

@@ -160,6 +160,10 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--stop-after-steps", o.stop_after_steps,
                  "Stop with a checkpoint after N steps (for testing resume)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--dist-timeout", o.dist_timeout,
+                 "Under mpirun: seconds a collective waits for the other ranks before the job "
+                 "ends, naming those that did not arrive (0: forever)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 void validate_train_options(const TrainOptions& o) {
@@ -186,6 +190,7 @@ void validate_train_options(const TrainOptions& o) {
   PW_CHECK(o.cache_mb >= 0, "[--cache-mb] must not be negative, got {}", o.cache_mb);
   PW_CHECK(o.dataset != "folder" || !o.data.empty(),
            "[--data] --dataset folder needs --data ROOT (ROOT/train/<class>/, ROOT/val/<class>/)");
+  PW_CHECK(o.dist_timeout >= 0, "[--dist-timeout] must be >= 0 seconds, got {}", o.dist_timeout);
 }
 
 }  // namespace pw::app

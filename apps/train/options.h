@@ -83,6 +83,9 @@ struct TrainOptions {
   std::int64_t log_every = 20;
   bool progress = true;
   std::int64_t stop_after_steps = 0;  // testing aid: stop (with a checkpoint) after N steps
+  // Under mpirun: seconds a collective may wait for the other ranks before the job ends naming
+  // those that did not arrive (0: wait forever).
+  double dist_timeout = 300;
 };
 
 // args.json: every field under its own name (flags are the names with '-' for '_').
@@ -93,7 +96,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     model_ema_warmup, augment, randaugment_n, randaugment_m, mixup, cutmix, cutout, dataset, data,
     cifar100_labels, img_size, val_split, crop_pct, scale, ratio, cache_mb, limit_train, limit_test,
     no_shuffle, workers, seed, threads, precision, output, name, resume, init, reset_head,
-    eval_every, tta, time_budget, recipe, log_every, progress, stop_after_steps)
+    eval_every, tta, time_budget, recipe, log_every, progress, stop_after_steps, dist_timeout)
 
 // Declares every flag of `vit train` on `app` with its default in the help text.
 void add_train_flags(CLI::App& app, TrainOptions& o);

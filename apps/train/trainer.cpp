@@ -2,9 +2,11 @@
 
 #include <omp.h>
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -42,10 +44,17 @@ void set_compute_threads(std::int64_t threads) {
 
 namespace {
 
+// Keys the per-sample dropout and drop-path streams apart from the data's.
+constexpr std::uint64_t kDropoutStream = 0x64726f70ULL;
+
 // The training loader: shuffled and augmented as the flags say, images made image_size square
-// (CIFAR's pad-and-crop, or RandomResizedCrop for image folders) and normalised as the model's.
-data::LoaderConfig loader_config(const TrainOptions& o, const ModelInfo& info) {
+// (CIFAR's pad-and-crop, or RandomResizedCrop for image folders) and normalised as the model's,
+// making this rank's share of every global batch.
+data::LoaderConfig loader_config(const TrainOptions& o, const ModelInfo& info,
+                                 const dist::Communicator& comm) {
   data::LoaderConfig c;
+  c.rank = comm.rank();
+  c.ranks = comm.size();
   c.normalization = info.normalization;
   c.augment.image_size = static_cast<int>(info.config.image_size);
   c.augment.crop_pct = info.crop_pct;
@@ -78,6 +87,25 @@ std::string default_run_name(const TrainOptions& o) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
   return o.preset + "-" + buf;
+}
+
+// The images of the test batches [b0, b1) of `batch_size`, with b0, b1 this rank's share of
+// the batches: every batch is then evaluated exactly as one process evaluates it.
+data::Dataset test_shard(const data::Dataset& test, std::int64_t batch_size,
+                         const dist::Communicator& comm) {
+  const auto [b0, b1] = data::shard_range(data::num_batches(test.size(), batch_size, false),
+                                          comm.rank(), comm.size());
+  return test.slice(std::min(test.size(), b0 * batch_size), std::min(test.size(), b1 * batch_size));
+}
+
+// A hash of what a set holds: labels, class names, image sizes, and CIFAR's pixels (an image
+// folder is known by its sizes and labels: whether its pixels are in memory depends on each
+// machine's --cache-mb).
+std::uint64_t fingerprint(const data::Dataset& d, std::uint64_t seed) {
+  std::uint64_t h = dist::hash_bytes(d.labels.data(), d.labels.size() * sizeof(d.labels[0]), seed);
+  for (const auto& name : d.class_names) h = dist::hash_bytes(name.data(), name.size(), h);
+  h = dist::hash_bytes(d.sizes.data(), d.sizes.size() * sizeof(data::ImageSize), h);
+  return d.files.empty() ? dist::hash_bytes(d.images.data(), d.images.size(), h) : h;
 }
 
 fs::path resolve_resume_checkpoint(const std::string& resume) {
@@ -128,18 +156,20 @@ TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app) 
   return o;
 }
 
-TrainResult train(TrainOptions o) {
-  Trainer trainer(std::move(o));
+TrainResult train(TrainOptions o, dist::Communicator& comm) {
+  Trainer trainer(std::move(o), comm);
   return trainer.run();
 }
 
 // ---- set-up ----
 
-Trainer::Trainer(TrainOptions options)
+Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     : o_((validate_train_options(options), std::move(options))),
+      comm_(comm),
       t_start_(Clock::now()),
-      progress_(stdout, o_.progress, o_.log_every) {
-  set_compute_threads(o_.threads);
+      progress_(comm.is_root() ? stdout : nullptr, o_.progress, o_.log_every) {
+  set_compute_threads(o_.threads > 0 ? o_.threads : dist::default_threads(comm_));
+  comm_.set_timeout(o_.dist_timeout);
   stop_requested.store(false);
   prev_sigint_ = std::signal(SIGINT, on_signal);
   prev_sigterm_ = std::signal(SIGTERM, on_signal);
@@ -150,6 +180,7 @@ Trainer::Trainer(TrainOptions options)
   tta_ = parse_tta(o_.tta);
   budget_ = parse_time_budget(o_.time_budget);
   load_data();
+  check_ranks_agree();
   open_run();
   build_model();
   start_loader();
@@ -179,6 +210,28 @@ void Trainer::load_data() {
   for (const auto& note : data_.notes) progress_.message(note);
   PW_CHECK(data_.train.size() > 0, "[data] the training split is empty");
   steps_per_epoch_ = data::num_batches(data_.train.size(), o_.batch_size, /*drop_last=*/false);
+  if (comm_.size() > 1) test_shard_ = test_shard(data_.test, o_.batch_size, comm_);
+}
+
+// Ranks that were started with other flags or read other data would train different models or
+// wait for each other forever: both are found here, before the first step. The data's path, the
+// threads, the memory budget and the progress display may differ (one machine's data may live
+// elsewhere).
+void Trainer::check_ranks_agree() {
+  if (comm_.size() == 1) return;
+  nlohmann::json flags = o_;
+  for (const char* key : {"data", "threads", "workers", "cache_mb", "progress"}) flags.erase(key);
+  const std::string text = flags.dump();
+  dist::require_same(comm_, dist::hash_bytes(text.data(), text.size()), "the training options");
+  dist::require_same(comm_, fingerprint(data_.test, fingerprint(data_.train, 0)),
+                     "the data set (its images and labels)");
+  const auto [lo, hi] = data::shard_range(o_.batch_size, comm_.rank(), comm_.size());
+  progress_.message(fmt::format(
+      "data parallel: {} ranks ({} on this machine, {} compute threads each); the global batch "
+      "of {} is split {} per rank",
+      comm_.size(), comm_.local_size(), omp_get_max_threads(), o_.batch_size,
+      hi - lo == o_.batch_size / comm_.size() ? fmt::to_string(hi - lo)
+                                              : fmt::format("{}-{}", hi - lo - 1, hi - lo)));
 }
 
 // The run folder, new or resumed; a resumed checkpoint's state also sizes a budgeted schedule.
@@ -193,7 +246,7 @@ void Trainer::open_run() {
     state_ = resumed_->state;
   } else {
     run_dir_ = fs::path(o_.output) / (o_.name.empty() ? default_run_name(o_) : o_.name);
-    fs::create_directories(run_dir_);
+    if (comm_.is_root()) fs::create_directories(run_dir_);
   }
   last_path_ = run_dir_ / "checkpoint-last.safetensors";
   best_path_ = run_dir_ / "checkpoint-best.safetensors";
@@ -269,8 +322,11 @@ void Trainer::build_model() {
     if (!head.empty()) progress_.message(head);
   }
   optimizer_ = make_optimizer(o_, *model_);
+  buckets_ = std::make_unique<dist::GradientBuckets>(model_->parameters());
   schedule_ = make_schedule(o_, *optimizer_, steps_per_epoch_, total_steps_);
-  manual_seed(o_.seed ^ 0x5eed);  // dropout and drop path draw from the default generator
+  // Dropout and drop path draw per sample in training (train_step); the default generator
+  // serves any other draw, and its state is saved with the checkpoints.
+  manual_seed(o_.seed ^ 0x5eed);
   if (resumed_) {
     load_weights_into(*model_, resumed_->weights);
     optimizer_->load_state_dict(resumed_->optimizer);
@@ -297,9 +353,11 @@ void Trainer::build_model() {
     Generator unused(0);  // the weights are overwritten before every use
     ema_model_ = std::make_unique<models::VisionTransformer>(info_.config, unused);
   }
-  write_file_atomic((run_dir_ / "args.json").string(), nlohmann::json(o_).dump(2) + "\n");
-  metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
-  if (resumed_) metrics_->load_until(state_.global_step);
+  if (comm_.is_root()) {
+    write_file_atomic((run_dir_ / "args.json").string(), nlohmann::json(o_).dump(2) + "\n");
+    metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
+    if (resumed_) metrics_->load_until(state_.global_step);
+  }
   resumed_.reset();  // the weights are in the model now
   progress_.message(fmt::format("model: ViT {} at {}x{}, {} classes ({} parameters), run folder {}",
                                 o_.init.empty() ? o_.preset : "from " + o_.init,
@@ -310,7 +368,7 @@ void Trainer::build_model() {
 }
 
 void Trainer::start_loader() {
-  loader_ = std::make_unique<data::Loader>(data_.train, loader_config(o_, info_));
+  loader_ = std::make_unique<data::Loader>(data_.train, loader_config(o_, info_, comm_));
   if (!data_.train.in_memory())
     progress_.message(fmt::format(
         "the training images are decoded from their files by {} loader worker thread{} (--workers)",
@@ -370,8 +428,7 @@ bool Trainer::train_epoch(Epoch& e) {
     auto batch = loader_->next();
     if (!batch) break;
     train_step(*batch, e);
-    if (stop_requested.load() ||
-        (o_.stop_after_steps > 0 && state_.global_step >= o_.stop_after_steps))
+    if (stop_all_ || (o_.stop_after_steps > 0 && state_.global_step >= o_.stop_after_steps))
       return false;
     follow_budget(e);
   }
@@ -379,26 +436,57 @@ bool Trainer::train_epoch(Epoch& e) {
 }
 
 void Trainer::train_step(const data::Batch& batch, Epoch& e) {
+  // n samples here, of the global batch's G; a rank may have none in a short last batch.
   const auto n = static_cast<std::int64_t>(batch.labels.size());
+  const std::int64_t G = batch.global_size;
   e.wait += batch.wait_seconds;
   const double lr = optimizer_->param_groups()[0].lr;
-  Tensor logits, loss;
-  {
-    // The forward pass under autocast: each weight is cast to bf16 once per step, and
-    // backward (outside the guard) uses the casts the forward saved.
-    AutocastGuard autocast(precision_.bf16());
-    logits = model_->forward(batch.images);
-    loss = batch.soft_targets.defined()
-               ? cross_entropy_soft(logits, batch.soft_targets)
-               : cross_entropy(logits, labels_tensor(batch.labels), Reduction::Mean, o_.smoothing);
-  }
-  const double loss_value = loss.item();
-  if (!std::isfinite(loss_value))
-    fail("[train] the loss is {} at epoch {} step {}; stopping. The last good checkpoint is {}",
-         loss_value, state_.epoch + 1, state_.batch + 1,
-         fs::exists(last_path_) ? last_path_.string() : "(none yet)");
   optimizer_->zero_grad();
-  loss.backward();
+  Tensor loss_sum;
+  double local[3] = {0, 0, stop_requested.load() ? 1.0 : 0.0};  // loss sum, correct, stop
+  if (n > 0) {
+    Tensor logits;
+    {
+      // The forward pass under autocast: each weight is cast to bf16 once per step, and
+      // backward (outside the guard) uses the casts the forward saved. Dropout and drop path
+      // draw each sample's masks from (seed, step, position in the global batch).
+      AutocastGuard autocast(precision_.bf16());
+      SampleStreams streams(
+          hash_seed({o_.seed, kDropoutStream, static_cast<std::uint64_t>(state_.global_step)}),
+          batch.first, n);
+      logits = model_->forward(batch.images);
+      loss_sum =
+          batch.soft_targets.defined()
+              ? cross_entropy_soft(logits, batch.soft_targets, Reduction::Sum)
+              : cross_entropy(logits, labels_tensor(batch.labels), Reduction::Sum, o_.smoothing);
+    }
+    local[0] = loss_sum.item();
+    const auto predicted = argmax_rows(logits);
+    for (std::size_t i = 0; i < predicted.size(); ++i) local[1] += predicted[i] == batch.labels[i];
+  }
+  // One exchange per step: every rank's loss sum, correct count and stop request, summed in
+  // rank order (so every rank logs the same loss and stops at the same step).
+  const std::vector<double> all =
+      comm_.allgather(local, fmt::format("the statistics of step {}", state_.global_step + 1));
+  double sum[3] = {0, 0, 0};
+  std::vector<int> bad;
+  for (int r = 0; r < comm_.size(); ++r) {
+    for (int k = 0; k < 3; ++k) sum[k] += all[3 * r + k];
+    if (!std::isfinite(all[3 * r])) bad.push_back(r);
+  }
+  const double loss_value = sum[0] / static_cast<double>(G);
+  if (!std::isfinite(loss_value))
+    throw dist::CollectiveError(fmt::format(
+        "[train] the loss is {} at epoch {} step {}{}; stopping. The last good checkpoint is {}",
+        loss_value, state_.epoch + 1, state_.batch + 1,
+        comm_.size() > 1 ? fmt::format(" (on rank {})", fmt::join(bad, ", ")) : "",
+        fs::exists(last_path_) ? last_path_.string() : "(none yet)"));
+  stop_all_ = sum[2] > 0;
+  // The loss of the global batch is the mean over its G samples: each rank's sum is scaled by
+  // 1/G, so the gradients summed over the ranks are the one-process mean's.
+  if (n > 0) loss_sum.backward(full({}, 1.0 / static_cast<double>(G)));
+  buckets_->allreduce(comm_,
+                      fmt::format("the gradient allreduce of step {}", state_.global_step + 1));
   if (o_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), o_.clip_grad);
   optimizer_->step();
   if (ema_) ema_->update();
@@ -412,11 +500,10 @@ void Trainer::train_step(const data::Batch& batch, Epoch& e) {
   ++state_.batch;
   ++state_.global_step;
 
-  e.loss_sum += loss_value * static_cast<double>(n);
-  const auto predicted = argmax_rows(logits);
-  for (std::size_t i = 0; i < predicted.size(); ++i) e.correct += predicted[i] == batch.labels[i];
-  e.seen += n;
-  e.seen_here += n;
+  e.loss_sum += sum[0];
+  e.correct += static_cast<std::int64_t>(sum[1]);
+  e.seen += G;
+  e.seen_here += G;
   state_.epoch_loss_sum = e.loss_sum;
   state_.epoch_correct = e.correct;
   state_.epoch_seen = e.seen;
@@ -428,7 +515,7 @@ void Trainer::train_step(const data::Batch& batch, Epoch& e) {
                      static_cast<double>(e.seen_here) / epoch_elapsed,
                      e.wait / epoch_elapsed};
   progress_.update(st);
-  if (state_.global_step % o_.log_every == 0)
+  if (metrics_ && state_.global_step % o_.log_every == 0)
     metrics_->add({{"type", "step"},
                    {"epoch", state_.epoch + 1},
                    {"step", state_.batch},
@@ -448,13 +535,23 @@ void Trainer::follow_budget(Epoch& e) {
   planner_->record_step(std::chrono::duration<double>(now - e.step_start).count());
   e.step_start = now;
   if (!planner_->ready()) return;
-  const std::int64_t plan = planner_->plan(elapsed(), state_.global_step, state_.epoch + 1);
+  const std::int64_t plan =
+      agree_on(planner_->plan(elapsed(), state_.global_step, state_.epoch + 1));
   ++steps_since_plan_;
   if (plan <= state_.global_step || !planned_ || steps_since_plan_ >= replan_every_) {
     resize_schedule(plan);
     planned_ = true;
     steps_since_plan_ = 0;
   }
+}
+
+std::int64_t Trainer::agree_on(std::int64_t steps) {
+  if (comm_.size() == 1) return steps;
+  std::array<std::uint8_t, sizeof steps> bytes;
+  std::memcpy(bytes.data(), &steps, sizeof steps);
+  comm_.broadcast(bytes, 0, fmt::format("the budget plan after step {}", state_.global_step));
+  std::memcpy(&steps, bytes.data(), sizeof steps);
+  return steps;
 }
 
 // Re-sizes the per-step schedule to `total` steps, at the current step.
@@ -469,20 +566,33 @@ void Trainer::resize_schedule(std::int64_t total) {
   schedule_.per_step->set_epoch(std::llround(position_.value()));
 }
 
+// Each rank evaluates its share of the test batches; the sums are reduced in rank order.
 Trainer::Evaluation Trainer::evaluate() {
   const auto start = Clock::now();
-  Evaluation ev;
+  const data::Dataset& split = comm_.size() > 1 ? test_shard_ : data_.test;
   const auto workers = static_cast<int>(o_.workers);
-  const SplitPredictions raw =
-      predict_split(*model_, info_, data_.test, o_.batch_size, workers, precision_.bf16(), tta_);
-  ev.loss = raw.loss;
-  ev.accuracy = raw.accuracy();
+  // (loss sum, correct) of the weights, then of the EMA's
+  double local[4] = {0, 0, 0, 0};
+  auto run = [&](models::VisionTransformer& model, double* out) {
+    const SplitPredictions p =
+        predict_split(model, info_, split, o_.batch_size, workers, precision_.bf16(), tta_);
+    out[0] = p.loss * static_cast<double>(p.labels.size());
+    for (std::size_t i = 0; i < p.labels.size(); ++i) out[1] += p.predicted[i] == p.labels[i];
+  };
+  run(*model_, local);
   if (ema_) {
     ema_->copy_to(ema_model_->state_dict());
-    const SplitPredictions averaged = predict_split(*ema_model_, info_, data_.test, o_.batch_size,
-                                                    workers, precision_.bf16(), tta_);
-    ev.loss_ema = averaged.loss;
-    ev.accuracy_ema = averaged.accuracy();
+    run(*ema_model_, local + 2);
+  }
+  const auto sum = dist::sum_over_ranks(
+      comm_, local, fmt::format("the evaluation after step {}", state_.global_step));
+  const auto total = static_cast<double>(data_.test.size());
+  Evaluation ev;
+  ev.loss = total > 0 ? sum[0] / total : 0.0;
+  ev.accuracy = total > 0 ? sum[1] / total : 0.0;
+  if (ema_) {
+    ev.loss_ema = total > 0 ? sum[2] / total : 0.0;
+    ev.accuracy_ema = total > 0 ? sum[3] / total : 0.0;
   }
   ev.seconds = seconds_since(start);
   return ev;
@@ -496,7 +606,7 @@ void Trainer::end_epoch(Epoch& e) {
   images_total_ += e.seen_here;
   // At an epoch end the plan is made again before deciding whether this epoch is the last.
   if (planner_ && planner_->ready()) {
-    resize_schedule(planner_->plan(elapsed(), state_.global_step, state_.epoch + 1));
+    resize_schedule(agree_on(planner_->plan(elapsed(), state_.global_step, state_.epoch + 1)));
     steps_since_plan_ = 0;
   }
   const bool last_epoch = state_.global_step >= total_steps_;
@@ -544,8 +654,10 @@ void Trainer::end_epoch(Epoch& e) {
   if (budget_)
     line += fmt::format(" [{} of {}]", format_duration(elapsed()), format_duration(*budget_));
   const auto end_start = Clock::now();
-  metrics_->add(record);
-  metrics_->flush();
+  if (metrics_) {
+    metrics_->add(record);
+    metrics_->flush();
+  }
   // The checkpoint describes the state after this epoch: the next epoch, batch 0.
   ++state_.epoch;
   state_.batch = 0;
@@ -553,15 +665,27 @@ void Trainer::end_epoch(Epoch& e) {
   state_.epoch_correct = 0;
   state_.epoch_seen = 0;
   save_last();
-  if (is_best)
+  if (is_best && comm_.is_root())
     save_checkpoint(best_path_.string(), *model_, info_, *optimizer_, state_, ema_.get());
   --state_.epoch;
-  write_curves_png(run_dir_, run_dir_ / "curves.png");
+  if (comm_.is_root()) write_curves_png(run_dir_, run_dir_ / "curves.png");
   if (planner_) planner_->record_epoch_end(seconds_since(end_start));
   progress_.finish_epoch(line);
 }
 
+// Rank 0 writes; every rank first checks that all hold the same weights (they take the same
+// steps from the same sums, so a difference means a rank went wrong: better stop than save).
 void Trainer::save_last() {
+  if (comm_.size() > 1) {
+    std::uint64_t h = 0;
+    for (const auto& [name, t] : model_->state_dict()) {
+      const Tensor c = t.is_contiguous() ? t : copy_contiguous(t);
+      h = dist::hash_bytes(c.raw_data(),
+                           static_cast<std::size_t>(c.numel()) * dtype_size(c.dtype()), h);
+    }
+    dist::require_same(comm_, h, fmt::format("the weights after step {}", state_.global_step));
+  }
+  if (!comm_.is_root()) return;
   state_.rng = default_generator().state();
   state_.scheduler =
       schedule_.per_step ? schedule_.per_step->state_dict() : schedule_.plateau->state_dict();
@@ -574,7 +698,7 @@ void Trainer::save_last() {
 // ---- the end of a run ----
 
 TrainResult Trainer::stopped() {
-  metrics_->flush();
+  if (metrics_) metrics_->flush();
   save_last();
   progress_.message(
       fmt::format("stopped at epoch {} step {}; checkpoint saved to {}. Resume with --resume {}",
@@ -586,7 +710,7 @@ TrainResult Trainer::stopped() {
 
 // The weights file (the better of the raw and the averaged weights) and the summary record.
 TrainResult Trainer::finish() {
-  if (result_.final_accuracy < 0) {
+  if (result_.final_accuracy < 0 && metrics_) {
     // Nothing was evaluated here: the resumed run had already finished its last epoch.
     const nlohmann::json last = metrics_->last_evaluation();
     if (last.is_object()) {
@@ -597,6 +721,11 @@ TrainResult Trainer::finish() {
   const bool use_ema = ema_ && result_.final_accuracy_ema > result_.final_accuracy;
   if (use_ema) ema_->copy_to(ema_model_->state_dict());
   result_.model_weights = use_ema ? "ema" : "raw";
+  result_.best_accuracy = state_.best_accuracy;
+  result_.wall_seconds = elapsed();
+  result_.images_per_sec =
+      train_seconds_ > 0 ? static_cast<double>(images_total_) / train_seconds_ : 0;
+  if (!comm_.is_root()) return result_;
   save_model_weights((run_dir_ / "model.safetensors").string(), use_ema ? *ema_model_ : *model_,
                      info_);
   if (ema_)
@@ -604,10 +733,6 @@ TrainResult Trainer::finish() {
         "model.safetensors holds the {} weights: final test accuracy {:.2f}% (EMA) vs {:.2f}% "
         "(raw)",
         use_ema ? "EMA" : "raw", 100 * result_.final_accuracy_ema, 100 * result_.final_accuracy));
-  result_.best_accuracy = state_.best_accuracy;
-  result_.wall_seconds = elapsed();
-  result_.images_per_sec =
-      train_seconds_ > 0 ? static_cast<double>(images_total_) / train_seconds_ : 0;
   nlohmann::json summary{{"type", "summary"},
                          {"global_step", state_.global_step},
                          {"epochs", state_.epoch},

@@ -5,6 +5,13 @@
 // run()
 // trains epoch by epoch, and each epoch is train_epoch() (steps), evaluate() and end_epoch()
 // (metrics, checkpoints, curves); finish() writes the weights file and the summary.
+//
+// Under mpirun every rank runs a Trainer over the same data and model (data parallelism,
+// dist/): each takes its share of every global batch (--batch-size), the gradients are summed
+// over the ranks, and every rank takes the same optimizer step; the evaluation is split across
+// the ranks and reduced; rank 0 alone prints and writes the run folder. Everything random is
+// drawn per sample, so a run computes the same model on any number of ranks up to float32
+// summation order (README, docs/distributed.md).
 #pragma once
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -24,6 +31,8 @@
 #include "apps/weights.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "dist/buckets.h"
+#include "dist/communicator.h"
 #include "models/vit.h"
 #include "optim/ema.h"
 
@@ -40,13 +49,14 @@ struct TrainResult {
   bool interrupted = false;  // stopped by a signal or --stop-after-steps, with a checkpoint
 };
 
-// Runs training as configured; throws pw::Error on bad input or a non-finite loss.
-TrainResult train(TrainOptions options);
+// Runs training as configured, as one rank of `comm`'s job; throws pw::Error on bad input or a
+// non-finite loss (a dist::CollectiveError when every rank raises it at once).
+TrainResult train(TrainOptions options, dist::Communicator& comm = dist::world());
 
 class Trainer {
  public:
   // Validates the options and sets the run up; errors name the flag or file at fault.
-  explicit Trainer(TrainOptions options);
+  explicit Trainer(TrainOptions options, dist::Communicator& comm = dist::world());
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
   ~Trainer();
@@ -69,6 +79,7 @@ class Trainer {
   };
 
   void load_data();
+  void check_ranks_agree();
   void open_run();
   void build_model();
   models::ViTConfig model_config(const LoadedModel* init) const;
@@ -82,6 +93,8 @@ class Trainer {
   Evaluation evaluate();
   void end_epoch(Epoch& e);
   void save_last();
+  // Rank 0's step count for the schedule (with a budget, the plan is rank 0's to make).
+  std::int64_t agree_on(std::int64_t steps);
   void resize_schedule(std::int64_t total);
   TrainResult stopped();
   TrainResult finish();
@@ -89,6 +102,7 @@ class Trainer {
   std::int64_t planned_epochs() const;
 
   TrainOptions o_;
+  dist::Communicator& comm_;
   void (*prev_sigint_)(int) = nullptr;  // the handlers before the run's, restored at its end
   void (*prev_sigterm_)(int) = nullptr;
   const Clock::time_point t_start_;  // wall time counts from here, data loading included
@@ -98,6 +112,7 @@ class Trainer {
   std::optional<double> budget_;
 
   data::Splits data_;
+  data::Dataset test_shard_;  // this rank's test batches, on several ranks
   std::unique_ptr<data::Loader> loader_;
   std::int64_t steps_per_epoch_ = 0;
   // Without a budget the schedule spans --epochs; with one, it spans the planned step count,
@@ -111,10 +126,12 @@ class Trainer {
   ModelInfo info_;
   std::unique_ptr<models::VisionTransformer> model_;
   std::unique_ptr<optim::Optimizer> optimizer_;
+  std::unique_ptr<dist::GradientBuckets> buckets_;
+  bool stop_all_ = false;  // some rank was asked to stop: every rank stops after this step
   Schedule schedule_;
   std::unique_ptr<optim::ModelEma> ema_;
   std::unique_ptr<models::VisionTransformer> ema_model_;  // evaluates the EMA's weights
-  std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<MetricsLog> metrics_;                   // rank 0 only
   double elapsed_before_ = 0;  // wall time of earlier invocations of a resumed run
 
   std::optional<BudgetPlanner> planner_;
