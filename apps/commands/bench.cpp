@@ -17,6 +17,7 @@
 #include "models/vit.h"
 #include "ops/gemm_bf16.h"
 #include "ops/loss.h"
+#include "ops/shape.h"
 #include "optim/adam.h"
 
 namespace pw::app {
