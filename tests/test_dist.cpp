@@ -17,6 +17,7 @@
 #include "dist/buckets.h"
 #include "dist/communicator.h"
 #include "models/vit.h"
+#include "ops/attention.h"
 #include "ops/dropout.h"
 #include "ops/shape.h"
 #include "subprocess.h"
