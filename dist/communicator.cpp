@@ -55,11 +55,12 @@ Session::Session(int* argc, char*** argv) {
   (void)argc;
   (void)argv;
   const int size = launched_size();
-  PW_CHECK(size == 1,
-           "[dist] this program was built without MPI (libopenmpi-dev was not found when it was "
-           "configured) but an MPI launcher started it as one of {} ranks; install Open MPI "
-           "(scripts/install-deps.sh) and rebuild, or run it without mpirun",
-           size > 0 ? fmt::to_string(size) : std::string("several"));
+  PW_CHECK(
+      size == 1,
+      "[dist] this program was built without MPI (CMake found no libopenmpi-dev, or PATCHWORK_MPI "
+      "was OFF) but an MPI launcher started it as one of {} ranks; install Open MPI "
+      "(scripts/install-deps.sh) and rebuild, or run it without mpirun",
+      size > 0 ? fmt::to_string(size) : std::string("several"));
 #endif
 }
 

@@ -358,7 +358,8 @@ const char* const kMpiexec = PATCHWORK_MPIEXEC;
 // Whether mpirun jobs can run here; warns (the test then returns) when not.
 bool mpi_available() {
   if (!dist::built_with_mpi()) {
-    WARN("skipped: this build has no MPI (libopenmpi-dev was not found by CMake)");
+    WARN(
+        "skipped: this build has no MPI (CMake found no libopenmpi-dev, or PATCHWORK_MPI was OFF)");
     return false;
   }
   if (std::string(kMpiexec).empty() || !fs::exists(kMpiexec)) {
