@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <numeric>
 
 #include "core/error.h"
 
@@ -92,7 +93,13 @@ bool BudgetPlanner::ready() const {
 
 BudgetCosts BudgetPlanner::costs() const {
   BudgetCosts c;
-  c.step = steps_.empty() ? 0.0 : steps_sum_ / static_cast<double>(steps_.size());
+  if (!steps_.empty()) {
+    const std::size_t recent = std::min<std::size_t>(kRecent, steps_.size());
+    const double recent_sum =
+        std::accumulate(steps_.end() - static_cast<std::ptrdiff_t>(recent), steps_.end(), 0.0);
+    c.step = std::max(steps_sum_ / static_cast<double>(steps_.size()),
+                      recent_sum / static_cast<double>(recent));
+  }
   c.eval = eval_ >= 0 ? eval_ : eval_in_steps_ * c.step;
   c.epoch_end = epoch_ends_.empty() ? epoch_end_guess_
                                     : *std::max_element(epoch_ends_.begin(), epoch_ends_.end());

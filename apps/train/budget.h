@@ -56,7 +56,12 @@ class BudgetPlanner {
 
   static constexpr int kSkippedSteps = 2;
   static constexpr int kMeasuredSteps = 3;  // steps measured before the first plan
-  static constexpr int kWindow = 50;        // the step time is the mean of the last kWindow
+  // The step time is the mean of the last kWindow steps, or of the last kRecent when that is
+  // larger: a host that has just slowed down shortens the plan within a few steps (running over
+  // the budget costs more than ending a little early), and one that speeds up again lengthens it
+  // as the slow spell leaves the window.
+  static constexpr int kWindow = 50;
+  static constexpr int kRecent = 3;
 
  private:
   double budget_;
