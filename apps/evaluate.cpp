@@ -2,13 +2,14 @@
 
 #include <algorithm>
 
-#include "data/loader.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/interrupt.h"
 #include "core/parallel.h"
+#include "data/loader.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/join.h"
+#include "ops/loss.h"
 #include "ops/shape.h"
 
 namespace pw::app {
@@ -64,13 +65,17 @@ Tensor predict_logits(models::VisionTransformer& model, const Tensor& images, Tt
   return mul(add(logits, model.forward(hflip_images(images))), 0.5);
 }
 
-SplitPredictions predict_split(models::VisionTransformer& model, const data::Dataset& split,
-                               std::int64_t batch_size, int workers, bool bf16, Tta tta) {
+SplitPredictions predict_split(models::VisionTransformer& model, const ModelInfo& info,
+                               const data::Dataset& split, std::int64_t batch_size, int workers,
+                               bool bf16, Tta tta) {
   data::LoaderConfig lc;
   lc.batch_size = batch_size;
   lc.shuffle = false;
   lc.num_workers = workers;
   lc.augment.augment = data::AugmentPolicy::None;
+  lc.augment.image_size = static_cast<int>(model.cfg.image_size);
+  lc.augment.crop_pct = info.crop_pct;
+  lc.normalization = info.normalization;
   data::Loader loader(split, lc);
   loader.start_epoch(0);
 

@@ -1,11 +1,12 @@
-// Running a model over a whole CIFAR-10 split: what `vit train` reports after each epoch and
-// `vit eval` prints, computed in one place.
+// Running a model over a whole split (CIFAR or an image folder's val/): what `vit train` reports
+// after each epoch and `vit eval` prints, computed in one place.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "data/cifar10.h"
+#include "apps/weights.h"
+#include "data/dataset.h"
 #include "models/vit.h"
 
 namespace pw::app {
@@ -32,10 +33,12 @@ struct SplitPredictions {
 };
 
 // Runs `model` in evaluation mode without recording a graph, then restores its mode; bf16 runs
-// it under autocast (the weights cast once for the whole split).
-SplitPredictions predict_split(models::VisionTransformer& model, const data::Dataset& split,
-                               std::int64_t batch_size, int workers = 1, bool bf16 = false,
-                               Tta tta = Tta::None);
+// it under autocast (the weights cast once for the whole split). The images are prepared as
+// `info` says: timm's evaluation transform to the model's image size with info.crop_pct, and
+// info.normalization.
+SplitPredictions predict_split(models::VisionTransformer& model, const ModelInfo& info,
+                               const data::Dataset& split, std::int64_t batch_size, int workers = 1,
+                               bool bf16 = false, Tta tta = Tta::None);
 // The index of the largest logit of each row of (B, C) logits.
 std::vector<std::int64_t> argmax_rows(const Tensor& logits);
 // Class indices as the float tensor cross_entropy takes.

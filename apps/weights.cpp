@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
+#include "io/checkpoint.h"
 #include "io/file_io.h"
 #include "io/safetensors.h"
 
@@ -18,36 +20,58 @@ std::map<std::string, std::string> model_metadata(const ModelInfo& info) {
                                            {"mean", info.normalization.mean},
                                            {"std", info.normalization.std}}
                                 .dump()},
-          {"classes", nlohmann::json(info.classes).dump()}};
+          {"classes", nlohmann::json(info.classes).dump()},
+          {"data", nlohmann::json{{"dataset", info.dataset},
+                                  {"labels", info.labels},
+                                  {"crop_pct", info.crop_pct},
+                                  {"interpolation", "bilinear"},
+                                  {"val_split", info.val_split},
+                                  {"seed", info.seed}}
+                       .dump()}};
 }
 
-// The metadata string `key` as JSON; errors are completed with the file name by the caller.
-nlohmann::json parse_json(const std::map<std::string, std::string>& meta, const std::string& key) {
-  auto it = meta.find(key);
-  PW_CHECK(it != meta.end(), "no '{}' in the safetensors metadata; not a patchwork model file",
-           key);
-  try {
-    return nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    fail("metadata '{}' is not valid JSON: {}", key, e.what());
-  }
+// A document of the model metadata; a file without it is not one of ours.
+nlohmann::json model_json(const SafetensorsFile& file, const std::string& key,
+                          const std::string& path) {
+  PW_CHECK(file.metadata.count(key),
+           "[load] {}: no '{}' in the safetensors metadata; not a patchwork model file", path, key);
+  return metadata_json(file.metadata, key, path);
 }
 
-ModelInfo parse_model_info(const std::map<std::string, std::string>& meta) {
+// The model metadata of a file (config, normalisation, classes, data); its documents are parsed
+// by the caller, so that their errors name the file once.
+ModelInfo parse_model_info(const nlohmann::json& config, const nlohmann::json& norm,
+                           const nlohmann::json& classes, const nlohmann::json* data) {
   ModelInfo info;
-  info.config = models::config_from_json(parse_json(meta, "config"));
-  const auto norm = parse_json(meta, "normalization");
+  info.config = models::config_from_json(config);
   info.normalization.mean = norm.at("mean").get<std::vector<double>>();
   info.normalization.std = norm.at("std").get<std::vector<double>>();
   const auto& n = info.normalization;
-  PW_CHECK(!n.mean.empty() && n.std.size() == n.mean.size(),
-           "normalization has {} means and {} stds", n.mean.size(), n.std.size());
+  PW_CHECK(n.mean.size() == 3 && n.std.size() == 3,
+           "normalization has {} means and {} stds, expected 3 (RGB)", n.mean.size(), n.std.size());
   for (std::size_t c = 0; c < n.std.size(); ++c)
     PW_CHECK(std::isfinite(n.mean[c]) && std::isfinite(n.std[c]) && n.std[c] > 0,
              "normalization of channel {} is mean {}, std {}; expected finite values, std > 0", c,
              n.mean[c], n.std[c]);
-  info.classes = parse_json(meta, "classes").get<std::vector<std::string>>();
+  info.classes = classes.get<std::vector<std::string>>();
+  PW_CHECK(static_cast<std::int64_t>(info.classes.size()) == info.config.num_classes,
+           "{} class names for a model of {} classes", info.classes.size(),
+           info.config.num_classes);
+  if (data) {
+    info.dataset = data->value("dataset", info.dataset);
+    info.labels = data->value("labels", info.labels);
+    info.crop_pct = data->value("crop_pct", info.crop_pct);
+    info.val_split = data->value("val_split", info.val_split);
+    info.seed = data->value("seed", info.seed);
+    PW_CHECK(info.crop_pct > 0 && info.crop_pct <= 1, "crop_pct {} is outside (0, 1]",
+             info.crop_pct);
+  }
   return info;
+}
+
+// Weights are float32 in memory whatever the file stores (BF16 files load too).
+Tensor as_float32(const Tensor& t) {
+  return t.dtype() == DType::Float32 ? t : copy_contiguous(t, DType::Float32);
 }
 
 }  // namespace
@@ -67,6 +91,7 @@ nlohmann::json TrainState::to_json() const {
           {"precision", precision},
           {"elapsed_seconds", elapsed_seconds},
           {"planned_steps", planned_steps},
+          {"schedule_position", schedule_position},
           {"epoch_loss_sum", epoch_loss_sum},
           {"epoch_correct", epoch_correct},
           {"epoch_seen", epoch_seen},
@@ -88,6 +113,8 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.precision = j.value("precision", "fp32");  // checkpoints from before bf16 trained in fp32
   s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
   s.planned_steps = j.value("planned_steps", std::int64_t{0});
+  // Older checkpoints: the position was the step count.
+  s.schedule_position = j.value("schedule_position", static_cast<double>(s.global_step));
   s.epoch_loss_sum = j.value("epoch_loss_sum", 0.0);
   s.epoch_correct = j.value("epoch_correct", std::int64_t{0});
   s.epoch_seen = j.value("epoch_seen", std::int64_t{0});
@@ -109,18 +136,19 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
 void save_checkpoint(const std::string& path, const models::VisionTransformer& model,
                      const ModelInfo& info, const optim::Optimizer& optimizer,
                      const TrainState& state, const optim::ModelEma* ema) {
-  NamedTensors tensors;
-  for (auto& [name, t] : model.state_dict()) tensors.emplace_back("model." + name, t);
+  Checkpoint c;
+  c.metadata = model_metadata(info);
+  c.metadata["format"] = kCheckpointFormat;
+  c.groups["model"] = model.state_dict();
   const optim::OptimizerState os = optimizer.state_dict();
-  for (auto& [name, t] : os.tensors) tensors.emplace_back("optimizer." + name, t);
-  if (ema)
-    for (auto& [name, t] : ema->averages()) tensors.emplace_back("ema." + name, t);
-  auto meta = model_metadata(info);
-  meta["format"] = kCheckpointFormat;
-  meta["optimizer"] = os.scalars.dump();
-  meta["train_state"] = state.to_json().dump();
-  if (ema) meta["model_ema"] = ema->state_scalars().dump();
-  save_safetensors(path, tensors, meta, /*checksum=*/true);
+  c.groups["optimizer"] = os.tensors;
+  c.set_json("optimizer", os.scalars);
+  c.set_json("train_state", state.to_json());
+  if (ema) {
+    c.groups["ema"] = ema->averages();
+    c.set_json("model_ema", ema->state_scalars());
+  }
+  write_checkpoint(path, c);
 }
 
 LoadedModel load_model_file(const std::string& path) {
@@ -131,36 +159,49 @@ LoadedModel parse_model_file(std::span<const std::uint8_t> bytes, const std::str
   const SafetensorsFile file = parse_safetensors(bytes, path);
   LoadedModel out;
   out.source = path;
-  auto fmt_it = file.metadata.find("format");
-  out.is_checkpoint = fmt_it != file.metadata.end() && fmt_it->second == kCheckpointFormat;
-  // Every problem of the metadata is reported once, prefixed with the file's name.
+  // The documents' own errors name the file; what is wrong inside them is prefixed once below.
+  const nlohmann::json config = model_json(file, "config", path);
+  const nlohmann::json norm = model_json(file, "normalization", path);
+  const nlohmann::json classes = model_json(file, "classes", path);
+  const std::optional<nlohmann::json> data =
+      file.metadata.count("data") ? std::optional(metadata_json(file.metadata, "data", path))
+                                  : std::nullopt;
   try {
-    out.info = parse_model_info(file.metadata);
-    if (out.is_checkpoint) {
-      out.optimizer.scalars = parse_json(file.metadata, "optimizer");
-      out.state = TrainState::from_json(parse_json(file.metadata, "train_state"));
-      if (file.metadata.count("model_ema")) out.ema_state = parse_json(file.metadata, "model_ema");
-    }
+    out.info = parse_model_info(config, norm, classes, data ? &*data : nullptr);
   } catch (const nlohmann::json::exception& e) {
-    fail("[load] {}: malformed {}: {}", path, out.is_checkpoint ? "checkpoint state" : "metadata",
-         e.what());
+    fail("[load] {}: malformed metadata: {}", path, e.what());
   } catch (const Error& e) {
     fail("[load] {}: {}", path, e.what());
   }
-  for (const auto& e : file.entries) {
-    PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type", path,
-             e.name, e.dtype);
-    const Tensor t =
-        e.tensor.dtype() == DType::Float32 ? e.tensor : copy_contiguous(e.tensor, DType::Float32);
-    if (!out.is_checkpoint) {
-      out.weights.emplace_back(e.name, t);
-    } else if (e.name.rfind("model.", 0) == 0) {
-      out.weights.emplace_back(e.name.substr(6), t);
-    } else if (e.name.rfind("optimizer.", 0) == 0) {
-      out.optimizer.tensors.emplace_back(e.name.substr(10), t);
-    } else if (e.name.rfind("ema.", 0) == 0) {
-      out.ema.emplace_back(e.name.substr(4), t);
+  auto fmt_it = file.metadata.find("format");
+  out.is_checkpoint = fmt_it != file.metadata.end() && fmt_it->second == kCheckpointFormat;
+  if (!out.is_checkpoint) {
+    for (const auto& e : file.entries) {
+      PW_CHECK(e.tensor.defined(), "[load] {}: tensor '{}' has dtype {}, expected a float type",
+               path, e.name, e.dtype);
+      out.weights.emplace_back(e.name, as_float32(e.tensor));
     }
+    return out;
+  }
+  const Checkpoint c = checkpoint_from(file, path);
+  auto group = [&](const std::string& name) {
+    NamedTensors tensors;
+    if (auto it = c.groups.find(name); it != c.groups.end())
+      for (const auto& [n, t] : it->second) tensors.emplace_back(n, as_float32(t));
+    return tensors;
+  };
+  out.weights = group("model");
+  out.optimizer.tensors = group("optimizer");
+  out.ema = group("ema");
+  out.optimizer.scalars = c.json("optimizer");
+  const nlohmann::json state = c.json("train_state");
+  if (c.metadata.count("model_ema")) out.ema_state = c.json("model_ema");
+  try {
+    out.state = TrainState::from_json(state);
+  } catch (const nlohmann::json::exception& e) {
+    fail("[load] {}: malformed checkpoint state: {}", path, e.what());
+  } catch (const Error& e) {
+    fail("[load] {}: {}", path, e.what());
   }
   return out;
 }
@@ -186,13 +227,45 @@ void load_weights_into(models::VisionTransformer& model, const NamedTensors& wei
   model.load_state_dict(adjusted, strict);
 }
 
+std::string prepare_head_for_finetuning(const models::VisionTransformer& model,
+                                        NamedTensors& weights,
+                                        const std::vector<std::string>& from_classes,
+                                        const std::vector<std::string>& to_classes, bool reset) {
+  const auto is_head = [](const auto& entry) { return entry.first.rfind("head.", 0) == 0; };
+  NamedTensors own;
+  for (const auto& entry : model.state_dict())
+    if (is_head(entry)) own.push_back(entry);
+  std::map<std::string, Shape> given;
+  for (const auto& entry : weights)
+    if (is_head(entry)) given.emplace(entry.first, entry.second.shape());
+  bool fits = given.size() == own.size();
+  for (const auto& [name, t] : own) fits = fits && given.count(name) && given[name] == t.shape();
+  // Up to ten names, for a line of the log.
+  std::vector<std::string> shown(
+      from_classes.begin(), from_classes.begin() + std::min<std::size_t>(from_classes.size(), 10));
+  if (from_classes.size() > shown.size()) shown.push_back("...");
+  const std::string summary =
+      fmt::format("the weights' head classifies {} classes ({}), the data has {}",
+                  from_classes.size(), fmt::join(shown, ", "), to_classes.size());
+  if (fits && !reset)
+    return from_classes == to_classes
+               ? ""
+               : fmt::format(
+                     "note: {}; the head is kept, its class i now meaning the data's "
+                     "class i (pass --reset-head to start it fresh)",
+                     summary);
+  std::erase_if(weights, is_head);
+  for (const auto& [name, t] : own) weights.emplace_back(name, copy_contiguous(t));
+  return fmt::format("head: {}; it is replaced by a fresh one ({})", summary,
+                     fits ? "--reset-head" : "another class count, as timm's num_classes change");
+}
+
 std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded) {
   // The file's tensors must be exactly those its config describes: the model then takes no
   // more memory than the file's own tensors.
   std::map<std::string, const Tensor*> given;
   for (const auto& [name, t] : loaded.weights) given[name] = &t;
-  const auto expected = loaded.info.config.state_dict_shapes();
-  for (const auto& [name, shape] : expected) {
+  for (const auto& [name, shape] : loaded.info.config.state_dict_shapes()) {
     auto it = given.find(name);
     PW_CHECK(it != given.end(), "[load] {}: missing tensor '{}' of shape {} that its config needs",
              loaded.source, name, shape_str(shape));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
 #include "io/safetensors.h"
 #include "models/vit.h"
 #include "optim/ema.h"
@@ -17,15 +18,22 @@
 namespace pw::app {
 
 // How pixels become model inputs: scale to [0, 1], then per-channel (x - mean) / std.
-struct Normalization {
-  std::vector<double> mean{0.4914, 0.4822, 0.4465};
-  std::vector<double> std{0.2470, 0.2435, 0.2616};
-};
+using data::Normalization;
 
 struct ModelInfo {
   models::ViTConfig config;
   Normalization normalization;
   std::vector<std::string> classes;
+  // What the model was trained on and how its evaluation crops (the metadata's "data" entry, in
+  // the spirit of timm's pretrained_cfg): "cifar10", "cifar100" or "folder"; for CIFAR-100 the
+  // label set, "fine" or "coarse"; the centre-crop fraction of data::eval_transform; for a
+  // folder without val/, the --val-split fraction and the seed that drew it. Files written
+  // before these existed read as CIFAR-10 with crop_pct 1.
+  std::string dataset = "cifar10";
+  std::string labels = "fine";
+  double crop_pct = 1.0;
+  double val_split = 0.0;
+  std::uint64_t seed = 0;
 };
 
 // Writes the model's state dict with its config, normalisation and class names.
@@ -45,6 +53,8 @@ struct TrainState {
   double elapsed_seconds = 0;
   // The step count the schedule is sized to when a --time-budget plans it (0 otherwise).
   std::int64_t planned_steps = 0;
+  // Where that schedule stands, in steps of the plan (apps/train/budget.h, SchedulePosition).
+  double schedule_position = 0;
   // The running sums of the epoch in progress (its train loss and accuracy), so that a run
   // resumed mid-epoch logs the same epoch record as an uninterrupted one.
   double epoch_loss_sum = 0;
@@ -82,5 +92,14 @@ std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded
 // Loads weights into `model`, resizing the position embedding when the grids differ.
 void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights,
                        bool strict = true);
+// Fine-tuning from `weights` (a model of `from_classes`) to `model` (of `to_classes`): when the
+// head's tensors do not fit the model's (another class count), or `reset` asks for it, they are
+// replaced in `weights` by the model's own freshly initialised ones, as timm drops the
+// classifier when num_classes changes. Returns what happened to the head, for the log ("" when
+// the head is kept and the classes are the same).
+std::string prepare_head_for_finetuning(const models::VisionTransformer& model,
+                                        NamedTensors& weights,
+                                        const std::vector<std::string>& from_classes,
+                                        const std::vector<std::string>& to_classes, bool reset);
 
 }  // namespace pw::app

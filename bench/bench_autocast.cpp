@@ -7,7 +7,8 @@
 #include "bench/bench_util.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "ops/nn.h"
+#include "ops/attention.h"
+#include "ops/matmul.h"
 
 using namespace pw;
 using namespace pw::bench;

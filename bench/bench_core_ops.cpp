@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 
 #include "core/autograd.h"
+#include "ops/broadcast.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"

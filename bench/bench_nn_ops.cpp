@@ -11,10 +11,16 @@
 #include "bench/bench_util.h"
 #include "bench/memory_bandwidth.h"
 #include "core/autograd.h"
+#include "ops/activation.h"
+#include "ops/attention.h"
+#include "ops/conv.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/layer_norm.h"
+#include "ops/loss.h"
+#include "ops/matmul.h"
 #include "ops/pool.h"
 #include "ops/shape.h"
+#include "ops/softmax.h"
 
 using namespace pw;
 using namespace pw::bench;

@@ -96,12 +96,15 @@ class PatchEmbed(nn.Module):
 
 
 def sincos_2d(grid, dim):
-    """MAE's fixed 2-D sine-cosine embedding: half the channels for the row, half the column."""
+    """MAE's fixed 2-D sine-cosine embedding (get_2d_sincos_pos_embed), as patchwork's
+    sincos_pos_embed_2d: [sin(c w), cos(c w), sin(r w), cos(r w)] for the token in row r, column
+    c. The first half encodes the column: MAE's emb_h reads grid[0], which its
+    np.meshgrid(grid_w, grid_h) fills with column indices."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
     ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
                             torch.arange(grid, dtype=torch.float64), indexing="ij")
     parts = []
-    for pos in (ys.flatten(), xs.flatten()):
+    for pos in (xs.flatten(), ys.flatten()):
         out = pos[:, None] * omega[None]
         parts += [out.sin(), out.cos()]
     return torch.cat(parts, dim=1).float()
@@ -135,7 +138,8 @@ class VisionTransformer(nn.Module):
     def _init(m):
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:  # qkv_bias=false
+                nn.init.zeros_(m.bias)
 
     def forward(self, x):
         # The residual stream stays float32 under autocast (as patchwork's): torch 1.13's CPU

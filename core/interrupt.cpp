@@ -8,6 +8,7 @@ namespace pw {
 namespace {
 
 std::atomic<bool> stop_flag{false};
+std::atomic<bool> checks_throw{true};
 static_assert(std::atomic<bool>::is_always_lock_free, "the flag is set from a signal handler");
 
 extern "C" void on_stop_signal(int) {
@@ -30,12 +31,17 @@ void clear_stop() {
   stop_flag.store(false);
 }
 
-void check_interrupt(const char* where) {
-  if (stop_requested()) throw Interrupted(fmt::format("[{}] stopped by a signal", where));
+bool interrupt_pending() {
+  return stop_requested() && checks_throw.load(std::memory_order_relaxed);
 }
 
-StopOnSignals::StopOnSignals() {
+void check_interrupt(const char* where) {
+  if (interrupt_pending()) throw Interrupted(fmt::format("[{}] stopped by a signal", where));
+}
+
+StopOnSignals::StopOnSignals(Checks checks) {
   clear_stop();
+  checks_throw.store(checks == Checks::Throw);
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
@@ -47,6 +53,7 @@ StopOnSignals::StopOnSignals() {
 StopOnSignals::~StopOnSignals() {
   sigaction(SIGINT, &previous_int_, nullptr);
   sigaction(SIGTERM, &previous_term_, nullptr);
+  checks_throw.store(true);
   clear_stop();  // the request was for the job that is now over
 }
 

@@ -2,7 +2,9 @@
 // the slow loops poll (reading a data set, the data loader, an evaluation), so that Ctrl-C or
 // SIGTERM is seen within a batch wherever the program is, not only between training steps.
 // A loop that sees the flag throws Interrupted; the code that owns the job (the trainer) catches
-// it, saves what is to be saved and ends with exit code 130.
+// it, saves what is to be saved and ends with exit code 130. A job of several MPI ranks cannot
+// stop one rank alone (the others would wait for it at their next collective): it turns the
+// throwing off (Checks::Poll) and exchanges the flag at its collectives instead.
 #pragma once
 #include <csignal>
 
@@ -22,7 +24,9 @@ void request_stop();
 bool stop_requested();
 // Forgets a request (a new job starts).
 void clear_stop();
-// Throws Interrupted naming `where` when a stop was requested.
+// Whether a stop was requested and check_interrupt() throws for it (not under Checks::Poll).
+bool interrupt_pending();
+// Throws Interrupted naming `where` when interrupt_pending().
 void check_interrupt(const char* where);
 
 // While alive, SIGINT and SIGTERM request a stop; a second one ends the process at once with
@@ -31,7 +35,11 @@ void check_interrupt(const char* where);
 // before are restored on destruction; the flag is cleared on construction and destruction.
 class StopOnSignals {
  public:
-  StopOnSignals();
+  enum class Checks {
+    Throw,  // check_interrupt() throws once a stop is requested (one process)
+    Poll,   // it never throws: the job polls stop_requested() itself (several ranks)
+  };
+  explicit StopOnSignals(Checks checks = Checks::Throw);
   ~StopOnSignals();
   StopOnSignals(const StopOnSignals&) = delete;
   StopOnSignals& operator=(const StopOnSignals&) = delete;

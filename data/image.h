@@ -12,13 +12,14 @@ namespace pw::data {
 // factor, a grid of patches) are refused above it rather than overflowing or exhausting memory.
 inline constexpr std::int64_t kMaxImageBytes = std::int64_t{1} << 30;
 
-// C*H*W, checked against kMaxImageBytes (in 64 bits: the int product could overflow).
+// C*H*W, checked against kMaxImageBytes (C*H first: the product of three ints could overflow
+// even 64 bits, that of two cannot).
 inline std::size_t image_bytes(int c, int h, int w) {
-  const std::int64_t n = std::int64_t{c} * h * w;
-  PW_CHECK(c >= 0 && h >= 0 && w >= 0 && n <= kMaxImageBytes,
-           "[image] a {}x{}x{} image (C x H x W) is larger than the limit of {} bytes", c, h, w,
-           kMaxImageBytes);
-  return static_cast<std::size_t>(n);
+  const bool fits = c >= 0 && h >= 0 && w >= 0 && std::int64_t{c} * h <= kMaxImageBytes &&
+                    std::int64_t{c} * h * w <= kMaxImageBytes;
+  PW_CHECK(fits, "[image] a {}x{}x{} image (C x H x W) is larger than the limit of {} bytes", c, h,
+           w, kMaxImageBytes);
+  return static_cast<std::size_t>(std::int64_t{c} * h * w);
 }
 
 struct Image {

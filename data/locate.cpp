@@ -4,17 +4,18 @@
 
 #include <cstdlib>
 
-#include "data/cifar10.h"
 #include "core/error.h"
+#include "data/cifar10.h"
 
 namespace pw::data {
 
 namespace fs = std::filesystem;
 
-LocateOptions default_locate_options(const std::optional<fs::path>& data_arg) {
+LocateOptions default_locate_options(const std::optional<fs::path>& data_arg,
+                                     const CifarLayout& layout) {
   LocateOptions o;
   o.explicit_path = data_arg;
-  if (const char* env = std::getenv("CIFAR10_DIR"); env != nullptr && env[0] != '\0') {
+  if (const char* env = std::getenv(layout.env_var.c_str()); env != nullptr && env[0] != '\0') {
     o.env_dir = fs::path(env);
   }
 #ifdef PATCHWORK_SOURCE_DIR
@@ -42,23 +43,27 @@ bool same_place(const fs::path& a, const fs::path& b) {
 }  // namespace
 
 DataLocation locate_cifar10(const LocateOptions& o) {
+  return locate_cifar(o, cifar10_layout());
+}
+
+DataLocation locate_cifar(const LocateOptions& o, const CifarLayout& layout) {
+  const std::string& title = layout.title;
+  const auto resolve = [&](const fs::path& p) { return resolve_cifar_source(p, layout); };
+  const std::string expected =
+      fmt::format("expected the .bin files, {}/ or {}", layout.folder, layout.archive);
   // An explicit choice that does not hold the data is an error rather than a silent fallback:
   // training on other data than asked for would be worse than stopping.
   if (o.explicit_path) {
-    auto found = resolve_cifar10_source(*o.explicit_path);
-    PW_CHECK(found,
-             "[data] --data {}: no CIFAR-10 there (expected the .bin files, "
-             "cifar-10-batches-bin/ or cifar-10-binary.tar.gz)",
-             o.explicit_path->string());
+    auto found = resolve(*o.explicit_path);
+    PW_CHECK(found, "[data] --data {}: no {} there ({})", o.explicit_path->string(), title,
+             expected);
     return {*found, "--data"};
   }
   if (o.env_dir) {
-    auto found = resolve_cifar10_source(*o.env_dir);
-    PW_CHECK(found,
-             "[data] $CIFAR10_DIR={}: no CIFAR-10 there (expected the .bin files, "
-             "cifar-10-batches-bin/ or cifar-10-binary.tar.gz)",
-             o.env_dir->string());
-    return {*found, "$CIFAR10_DIR"};
+    auto found = resolve(*o.env_dir);
+    PW_CHECK(found, "[data] ${}={}: no {} there ({})", layout.env_var, o.env_dir->string(), title,
+             expected);
+    return {*found, "$" + layout.env_var};
   }
 
   std::vector<std::pair<fs::path, std::string>> places;
@@ -86,29 +91,30 @@ DataLocation locate_cifar10(const LocateOptions& o) {
 
   std::string looked;
   for (const auto& [p, how] : places) {
-    if (auto found = resolve_cifar10_source(p)) return {*found, how};
+    if (auto found = resolve(p)) return {*found, how};
     looked += fmt::format("\n  {} ({}): not found", p.string(), how);
   }
 
   if (!o.allow_download) {
-    pw::fail("[data] CIFAR-10 not found; looked in:{}\n  download: disabled", looked);
+    pw::fail("[data] {} not found; looked in:{}\n  download: disabled", title, looked);
   }
-  const fs::path script =
-      !o.download_script.empty() ? o.download_script : o.source_dir / "scripts" / "get-cifar10.sh";
+  const fs::path script = !o.download_script.empty()
+                              ? o.download_script
+                              : o.source_dir / "scripts" / layout.download_script;
   const fs::path dest = (o.source_dir.empty() ? o.cwd : o.source_dir) / "data";
   PW_CHECK(fs::is_regular_file(script),
-           "[data] CIFAR-10 not found; looked in:{}\n  download: no script at {}", looked,
+           "[data] {} not found; looked in:{}\n  download: no script at {}", title, looked,
            script.string());
   const std::string command =
       fmt::format("sh {} {}", shell_quote(script.string()), shell_quote(dest.string()));
   const int status = std::system(command.c_str());
   const int code = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   PW_CHECK(code == 0,
-           "[data] CIFAR-10 not found; looked in:{}\n  download: `{}` failed (exit code {}); "
-           "pass --data or set CIFAR10_DIR",
-           looked, command, code);
-  auto found = resolve_cifar10_source(dest);
-  PW_CHECK(found, "[data] {} succeeded but {} still holds no CIFAR-10", command, dest.string());
+           "[data] {} not found; looked in:{}\n  download: `{}` failed (exit code {}); "
+           "pass --data or set {}",
+           title, looked, command, code, layout.env_var);
+  auto found = resolve(dest);
+  PW_CHECK(found, "[data] {} succeeded but {} still holds no {}", command, dest.string(), title);
   return {*found, fmt::format("downloaded by {}", script.string())};
 }
 

@@ -1,14 +1,17 @@
-// Finding CIFAR-10 on this machine: an explicit path, $CIFAR10_DIR, the repository's data/,
-// ./data, the shared archive next to the repository, and finally a download script.
+// Finding CIFAR-10 or CIFAR-100 on this machine: an explicit path, $CIFAR10_DIR (or
+// $CIFAR100_DIR), the repository's data/, ./data, the shared archive next to the repository, and
+// finally a download script.
 #pragma once
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "data/cifar10.h"
+
 namespace pw::data {
 
-// Where the data was found (a folder or an archive that read_cifar10 takes) and how.
+// Where the data was found (a folder or an archive that read_cifar takes) and how.
 struct DataLocation {
   std::filesystem::path path;
   std::string how;  // for the log, e.g. "--data", "$CIFAR10_DIR", "repository data/"
@@ -25,11 +28,15 @@ struct LocateOptions {
   std::filesystem::path download_script;  // run as `script <dest>`; default source_dir/scripts/
 };
 
-// Options from the environment: $CIFAR10_DIR, the repository this was built from, the cwd.
-LocateOptions default_locate_options(const std::optional<std::filesystem::path>& data_arg);
+// Options from the environment: the layout's variable ($CIFAR10_DIR or $CIFAR100_DIR), the
+// repository this was built from, the cwd.
+LocateOptions default_locate_options(const std::optional<std::filesystem::path>& data_arg,
+                                     const CifarLayout& layout = cifar10_layout());
 
-// Looks in every place of `options` in order and returns the first hit; when all fail, the
-// pw::Error lists each place it looked.
+// Looks in every place of `options` in order for the release of `layout` and returns the first
+// hit; when all fail, the pw::Error lists each place it looked.
+DataLocation locate_cifar(const LocateOptions& options, const CifarLayout& layout);
+// locate_cifar for CIFAR-10.
 DataLocation locate_cifar10(const LocateOptions& options);
 
 }  // namespace pw::data

@@ -7,13 +7,18 @@
 
 namespace pw::data {
 
-void normalize_into(const Image& img, float* out) {
+void normalize_into(const Image& img, float* out, const Normalization& norm) {
   PW_CHECK(img.channels == 3, "[normalize] expects 3 channels, got {}", img.channels);
+  PW_CHECK(norm.mean.size() == 3 && norm.std.size() == 3,
+           "[normalize] needs 3 means and 3 stds, got {} and {}", norm.mean.size(),
+           norm.std.size());
   const std::size_t plane = static_cast<std::size_t>(img.height * img.width);
-  for (int c = 0; c < 3; ++c) {
-    // One multiply-add per pixel: (x/255 - m)/s = x * (1/(255 s)) - m/s.
-    const float scale = 1.0f / (255.0f * kCifarStd[c]);
-    const float shift = -kCifarMean[c] / kCifarStd[c];
+  for (std::size_t c = 0; c < 3; ++c) {
+    // One multiply-add per pixel: (x/255 - m)/s = x * (1/(255 s)) - m/s, in float32 from the
+    // float32-rounded mean and std.
+    const auto m = static_cast<float>(norm.mean[c]), s = static_cast<float>(norm.std[c]);
+    const float scale = 1.0f / (255.0f * s);
+    const float shift = -m / s;
     const std::uint8_t* p = img.pixels.data() + c * plane;
     float* o = out + c * plane;
     for (std::size_t i = 0; i < plane; ++i) o[i] = static_cast<float>(p[i]) * scale + shift;
@@ -90,20 +95,40 @@ Tensor apply_mix(const Tensor& images, const std::vector<std::int64_t>& labels, 
                  double label_smoothing, const MixParams& mix) {
   PW_CHECK(images.dim() == 4 && images.is_contiguous() && images.dtype() == DType::Float32,
            "[mix] expects a contiguous float32 (B, C, H, W) batch, got shape {}", images.shape());
+  const std::int64_t B = images.size(0), per_image = images.numel() / std::max<std::int64_t>(B, 1);
+  // The partners are the unmodified batch reversed: pair (i, B-1-i) reads both originals.
+  Tensor reversed = empty(images.shape());
+  const float* x = images.data<float>();
+  float* r = reversed.data<float>();
+  for (std::int64_t i = 0; i < B; ++i)
+    std::copy(x + (B - 1 - i) * per_image, x + (B - i) * per_image, r + i * per_image);
+  return mix_with(images, reversed, labels, {labels.rbegin(), labels.rend()}, num_classes,
+                  label_smoothing, mix);
+}
+
+Tensor mix_with(const Tensor& images, const Tensor& partners,
+                const std::vector<std::int64_t>& labels,
+                const std::vector<std::int64_t>& partner_labels, int num_classes,
+                double label_smoothing, const MixParams& mix) {
+  PW_CHECK(images.dim() == 4 && images.is_contiguous() && images.dtype() == DType::Float32,
+           "[mix] expects a contiguous float32 (B, C, H, W) batch, got shape {}", images.shape());
+  PW_CHECK(partners.shape() == images.shape() && partners.is_contiguous() &&
+               partners.dtype() == DType::Float32,
+           "[mix] partners {} do not match the batch {}", partners.shape(), images.shape());
   const std::int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
-  PW_CHECK(static_cast<std::int64_t>(labels.size()) == B, "[mix] {} labels for a batch of {}",
-           labels.size(), B);
+  PW_CHECK(static_cast<std::int64_t>(labels.size()) == B &&
+               static_cast<std::int64_t>(partner_labels.size()) == B,
+           "[mix] {} labels and {} partner labels for a batch of {}", labels.size(),
+           partner_labels.size(), B);
   float* x = images.data<float>();
+  const float* partner = partners.data<float>();
   const std::int64_t per_image = C * H * W;
-  // The unmodified batch: pair (i, B-1-i) reads both originals while writing both.
-  const std::vector<float> orig(x, x + B * per_image);
   const float lam = static_cast<float>(mix.lambda);
   for (std::int64_t i = 0; i < B; ++i) {
-    const float* a = orig.data() + i * per_image;
-    const float* b = orig.data() + (B - 1 - i) * per_image;
+    const float* b = partner + i * per_image;
     float* o = x + i * per_image;
     if (!mix.cutmix) {
-      for (std::int64_t k = 0; k < per_image; ++k) o[k] = a[k] * lam + b[k] * (1.0f - lam);
+      for (std::int64_t k = 0; k < per_image; ++k) o[k] = o[k] * lam + b[k] * (1.0f - lam);
       continue;
     }
     for (std::int64_t c = 0; c < C; ++c)
@@ -116,12 +141,10 @@ Tensor apply_mix(const Tensor& images, const std::vector<std::int64_t>& labels, 
   images.bump_version();
 
   const std::vector<float> y = smooth_one_hot(labels, num_classes, label_smoothing);
+  const std::vector<float> y2 = smooth_one_hot(partner_labels, num_classes, label_smoothing);
   std::vector<float> soft(y.size());
-  for (std::int64_t i = 0; i < B; ++i)
-    for (int c = 0; c < num_classes; ++c)
-      soft[i * num_classes + c] =
-          static_cast<float>(mix.lambda * y[i * num_classes + c] +
-                             (1.0 - mix.lambda) * y[(B - 1 - i) * num_classes + c]);
+  for (std::size_t k = 0; k < soft.size(); ++k)
+    soft[k] = static_cast<float>(mix.lambda * y[k] + (1.0 - mix.lambda) * y2[k]);
   return from_vector(soft, {B, num_classes});
 }
 

@@ -6,17 +6,16 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/image.h"
 #include "core/random.h"
 #include "core/tensor.h"
+#include "data/dataset.h"
+#include "data/image.h"
 
 namespace pw::data {
 
-inline constexpr std::array<float, 3> kCifarMean = {0.4914f, 0.4822f, 0.4465f};
-inline constexpr std::array<float, 3> kCifarStd = {0.2470f, 0.2435f, 0.2616f};
-
-// Writes (x / 255 - mean[c]) / std[c] for a 3-channel image into out (C*H*W floats, CHW).
-void normalize_into(const Image& img, float* out);
+// Writes (x / 255 - mean[c]) / std[c] for a 3-channel image into out (C*H*W floats, CHW), in
+// float32; the default is CIFAR-10's mean and std.
+void normalize_into(const Image& img, float* out, const Normalization& norm = {});
 
 // Gamma(shape, 1) (Marsaglia & Tsang; shape < 1 via Gamma(shape + 1) * U^(1/shape)).
 double sample_gamma(double shape, Generator& gen);
@@ -52,5 +51,13 @@ std::vector<float> smooth_one_hot(const std::vector<std::int64_t>& labels, int n
 // both label-smoothed.
 Tensor apply_mix(const Tensor& images, const std::vector<std::int64_t>& labels, int num_classes,
                  double label_smoothing, const MixParams& mix);
+
+// The same with the partners given: image i of `images` is mixed in place with image i of
+// `partners` (same shape), and the soft targets mix labels[i] with partner_labels[i]. A batch
+// split over ranks mixes its rows with partners that another rank holds (data/loader.h).
+Tensor mix_with(const Tensor& images, const Tensor& partners,
+                const std::vector<std::int64_t>& labels,
+                const std::vector<std::int64_t>& partner_labels, int num_classes,
+                double label_smoothing, const MixParams& mix);
 
 }  // namespace pw::data

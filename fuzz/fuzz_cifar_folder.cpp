@@ -19,7 +19,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       pw::fuzz::split(std::span<const std::uint8_t>(data + 1, size - 1), "\n#FILE#\n");
   for (std::size_t i = 0; i < parts.size() && i < std::size(kFiles); ++i)
     pw::fuzz::write_bytes(dir / kFiles[i], parts[i]);
-  return pw::fuzz::expect_errors_only([&] {
-    pw::data::read_cifar10(dir.parent_path(), limited ? 3 : -1, limited ? 2 : -1);
-  });
+  return pw::fuzz::expect_errors_only(
+      [&] { pw::data::read_cifar10(dir.parent_path(), limited ? 3 : -1, limited ? 2 : -1); });
 }

@@ -19,8 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   app.parse(std::vector<std::string>{run.string(), "--resume"});  // CLI11 takes them last first
   return fuzz::expect_errors_only([&] {
     const app::TrainOptions o = app::merge_resume_options(cli, app);
-    if (o.log_every < 1 || o.batch_size < 1 || o.eval_every < 1 || o.epochs < 1 ||
-        o.workers < 1 || o.decay_epochs < 1)
+    if (o.log_every < 1 || o.batch_size < 1 || o.eval_every < 1 || o.epochs < 1 || o.workers < 1 ||
+        o.decay_epochs < 1)
       std::abort();  // accepted options the trainer would divide by zero with
     models::ViTConfig preset = models::vit_preset(o.preset);
     preset.dropout = o.dropout;

@@ -14,7 +14,9 @@
 #include "apps/train/schedule.h"
 #include "apps/weights.h"
 #include "cifar_fixture.h"
-#include "ops/nn.h"
+#include "fuzz_util.h"
+#include "io/file_io.h"
+#include "ops/loss.h"
 #include "optim/ema.h"
 
 namespace fs = std::filesystem;
@@ -26,16 +28,6 @@ void write_text(const fs::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-std::vector<std::uint8_t> read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
-
 // The same file without its data checksum, so that the fuzzer's changes to tensor data reach
 // the code after the checksum too.
 void write_without_checksum(const fs::path& from, const fs::path& to) {
@@ -44,7 +36,7 @@ void write_without_checksum(const fs::path& from, const fs::path& to) {
   for (const auto& e : f.entries) tensors.emplace_back(e.name, e.tensor);
   auto metadata = f.metadata;
   metadata.erase(kDataChecksumKey);
-  write_bytes(to, serialize_safetensors(tensors, metadata));
+  fuzz::write_bytes(to, serialize_safetensors(tensors, metadata));
 }
 
 models::ViTConfig tiny(const std::string& stem, const std::string& pool) {
@@ -89,9 +81,9 @@ void safetensors_seeds(const fs::path& dir) {
                              {"b", randn({4}, gen, DType::Float64)},
                              {"c", randn({1, 2, 2}, gen, DType::BFloat16)},
                              {"empty", zeros({0, 5})}};
-  write_bytes(dir / "plain.safetensors", serialize_safetensors(tensors));
-  write_bytes(dir / "metadata.safetensors", serialize_safetensors(tensors, {{"k", "v"}}));
-  write_bytes(dir / "checksum.safetensors", serialize_safetensors(tensors, {}, true));
+  fuzz::write_bytes(dir / "plain.safetensors", serialize_safetensors(tensors));
+  fuzz::write_bytes(dir / "metadata.safetensors", serialize_safetensors(tensors, {{"k", "v"}}));
+  fuzz::write_bytes(dir / "checksum.safetensors", serialize_safetensors(tensors, {}, true));
   write_model_files(dir, "patch", "cls");
 }
 
@@ -114,10 +106,10 @@ void image_seeds(const fs::path& dir) {
 std::vector<std::pair<std::string, std::vector<std::uint8_t>>> cifar_files(const fs::path& tmp) {
   const fs::path bins = testing::write_synthetic_cifar(tmp, 10, 1);
   std::vector<std::pair<std::string, std::vector<std::uint8_t>>> files;
-  for (const char* name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
-                           "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin",
-                           "batches.meta.txt"})
-    files.emplace_back(name, read_bytes(bins / name));
+  for (const char* name :
+       {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+        "data_batch_5.bin", "test_batch.bin", "batches.meta.txt"})
+    files.emplace_back(name, read_file((bins / name).string()));
   return files;
 }
 
@@ -127,24 +119,25 @@ void cifar_seeds(const fs::path& archive_dir, const fs::path& folder_dir, const 
   for (const auto& [name, bytes] : files) entries.push_back({name, bytes});
   const auto with_flag = [](std::uint8_t flag, const fs::path& archive) {
     std::vector<std::uint8_t> seed{flag};
-    const auto bytes = read_bytes(archive);
+    const auto bytes = read_file(archive.string());
     seed.insert(seed.end(), bytes.begin(), bytes.end());
     return seed;
   };
   const fs::path a = tmp / "a.tar.gz";
   testing::write_tar_gz(a, entries);
-  write_bytes(archive_dir / "all.seed", with_flag(0, a));
-  write_bytes(archive_dir / "limited.seed", with_flag(1, a));
+  fuzz::write_bytes(archive_dir / "all.seed", with_flag(0, a));
+  fuzz::write_bytes(archive_dir / "limited.seed", with_flag(1, a));
   // A pax header naming the next entry, and a GNU long name.
   const std::string pax_record = "cifar-10-batches-bin/test_batch.bin";
+  // "<len> path=<value>\n", <len> counting its own digits too.
   const std::string record = " path=" + pax_record + "\n";
-  const std::string pax = std::to_string(record.size() + 3) + record;
+  std::string pax = std::to_string(record.size()) + record;
+  pax = std::to_string(pax.size()) + record;
   std::vector<testing::TarEntry> named = entries;
   named.insert(named.begin() + 5, {"pax", {pax.begin(), pax.end()}, 'x'});
-  named.insert(named.begin() + 6,
-               {"././@LongLink", {pax_record.begin(), pax_record.end()}, 'L'});
+  named.insert(named.begin() + 6, {"././@LongLink", {pax_record.begin(), pax_record.end()}, 'L'});
   testing::write_tar_gz(a, named);
-  write_bytes(archive_dir / "long-names.seed", with_flag(0, a));
+  fuzz::write_bytes(archive_dir / "long-names.seed", with_flag(0, a));
 
   std::vector<std::uint8_t> folder{0};
   for (std::size_t i = 0; i < files.size(); ++i) {
@@ -154,9 +147,9 @@ void cifar_seeds(const fs::path& archive_dir, const fs::path& folder_dir, const 
     }
     folder.insert(folder.end(), files[i].second.begin(), files[i].second.end());
   }
-  write_bytes(folder_dir / "all.seed", folder);
+  fuzz::write_bytes(folder_dir / "all.seed", folder);
   folder[0] = 1;
-  write_bytes(folder_dir / "limited.seed", folder);
+  fuzz::write_bytes(folder_dir / "limited.seed", folder);
 }
 
 void resume_seeds(const fs::path& dir) {
@@ -186,8 +179,8 @@ int main(int argc, char** argv) {
   }
   const fs::path out = argv[1];
   const fs::path tmp = out / ".tmp";
-  for (const char* target : {"safetensors", "checkpoint", "image", "cifar_archive",
-                             "cifar_folder", "resume_args", "model_overrides"})
+  for (const char* target : {"safetensors", "checkpoint", "image", "cifar_archive", "cifar_folder",
+                             "resume_args", "model_overrides"})
     fs::create_directories(out / target);
   fs::create_directories(tmp);
   try {

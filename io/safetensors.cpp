@@ -1,5 +1,7 @@
 #include "io/safetensors.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -7,8 +9,6 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
-
-#include <zlib.h>
 
 #include "core/error.h"
 #include "io/file_io.h"
@@ -382,9 +382,9 @@ const Tensor& SafetensorsFile::tensor(std::string_view name) const {
   return e.tensor;
 }
 
-std::vector<std::uint8_t> serialize_safetensors(
-    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata,
-    bool checksum) {
+std::vector<std::uint8_t> serialize_safetensors(const NamedTensors& tensors,
+                                                const std::map<std::string, std::string>& metadata,
+                                                bool checksum) {
   const Layout layout = plan_layout(tensors, metadata, checksum);
   std::size_t total = 8 + layout.header.size();
   for (const auto& [name, t] : layout.tensors) total += nbytes_of(t);

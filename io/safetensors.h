@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/named_tensors.h"
 #include "core/tensor.h"
 
 namespace pw {
@@ -42,8 +43,6 @@ struct SafetensorsFile {
   // The floating-point tensor called `name`; throws when absent or not floating point.
   const Tensor& tensor(std::string_view name) const;
 };
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // The metadata key of the data section's CRC-32 (zlib's polynomial, 8 lowercase hex digits).
 // The writers add it when asked (`checksum`), and the reader verifies it whenever a file has

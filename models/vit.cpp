@@ -4,7 +4,9 @@
 #include <tuple>
 
 #include "nn/init.h"
+#include "ops/broadcast.h"
 #include "ops/elementwise.h"
+#include "ops/join.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 
@@ -25,8 +27,8 @@ void ViTConfig::validate() const {
            "[ViTConfig] stem must be 'patch' or 'conv', got '{}'", stem);
   // Each size within its bounds first, so that the products below cannot overflow.
   for (const auto& [field, value, low, high] :
-       {std::tuple<const char*, std::int64_t, std::int64_t, std::int64_t>{
-            "image_size", image_size, 1, L::image_size},
+       {std::tuple<const char*, std::int64_t, std::int64_t, std::int64_t>{"image_size", image_size,
+                                                                          1, L::image_size},
         {"channels", channels, 1, L::channels},
         {"num_classes", num_classes, 1, L::num_classes},
         {"dim", dim, 1, L::dim},
@@ -45,8 +47,8 @@ void ViTConfig::validate() const {
     PW_CHECK(patch_size > 0 && patch_size <= image_size && image_size % patch_size == 0,
              "[ViTConfig] image_size {} is not a multiple of patch_size {}", image_size,
              patch_size);
-  PW_CHECK(head_dim > 0 || dim % heads == 0, "[ViTConfig] dim {} is not divisible by {} heads",
-           dim, heads);
+  PW_CHECK(head_dim > 0 || dim % heads == 0, "[ViTConfig] dim {} is not divisible by {} heads", dim,
+           heads);
   PW_CHECK(pool == "cls" || pool == "mean" || pool == "attn",
            "[ViTConfig] pool must be 'cls', 'mean' or 'attn', got '{}'", pool);
   PW_CHECK(pos_embed == "learn" || pos_embed == "sincos" || pos_embed == "none",

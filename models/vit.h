@@ -92,12 +92,12 @@ struct ViTLimits {
   static constexpr std::int64_t depth = 1024;
   static constexpr std::int64_t heads = 1024;
   static constexpr std::int64_t head_dim = 4096;
-  static constexpr std::int64_t mlp_dim = 65'536;     // also head_hidden
+  static constexpr std::int64_t mlp_dim = 65'536;  // also head_hidden
   static constexpr std::int64_t stem_layers = 16;
   static constexpr std::int64_t stem_channels = 4096;
   static constexpr std::int64_t stem_kernel = 31;
   static constexpr std::int64_t stem_stride = 16;
-  static constexpr std::int64_t tokens = 65'536;      // a 256 x 256 grid
+  static constexpr std::int64_t tokens = 65'536;       // a 256 x 256 grid
   static constexpr std::int64_t parameters = 1 << 28;  // 268M: 1 GiB of float32 weights
 };
 

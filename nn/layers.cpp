@@ -3,8 +3,11 @@
 #include <cmath>
 
 #include "nn/init.h"
+#include "ops/activation.h"
+#include "ops/dropout.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/layer_norm.h"
+#include "ops/matmul.h"
 
 namespace pw::nn {
 

@@ -5,12 +5,10 @@
 #include <utility>
 #include <vector>
 
+#include "core/named_tensors.h"
 #include "core/tensor.h"
 
 namespace pw::nn {
-
-// Ordered (name, tensor) pairs with dotted names, as torch's state_dict.
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 class Module {
  public:

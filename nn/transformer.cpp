@@ -3,9 +3,13 @@
 #include <cmath>
 
 #include "nn/init.h"
+#include "ops/attention.h"
+#include "ops/conv.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/linear_gelu.h"
+#include "ops/matmul.h"
 #include "ops/shape.h"
+#include "ops/softmax.h"
 
 namespace pw::nn {
 

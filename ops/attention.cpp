@@ -23,6 +23,8 @@
 #ifndef __clang__  // clang does not trap math by default and has no such pragma
 #pragma GCC optimize("no-trapping-math")
 #endif
+#include "ops/attention.h"
+
 #include <omp.h>
 
 #include <array>
@@ -37,7 +39,6 @@
 #include "ops/fast_math.h"
 #include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
-#include "ops/nn.h"
 
 namespace pw {
 namespace {
@@ -395,19 +396,13 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
     mv.is_bool = mask_is_bool;
   }
 
-  // The dropout mask is drawn sequentially before the parallel loop, so it depends only on the
-  // generator's state, not on the thread count.
+  // The dropout mask is drawn before the parallel loop (bernoulli_keep: in sequence from the
+  // generator, or per sample in a SampleStreams scope), so it does not depend on the thread count.
   std::shared_ptr<DropoutMask> drop;
   if (dropout_p > 0) {
     drop = std::make_shared<DropoutMask>();
-    drop->keep.resize(static_cast<std::size_t>(B * H * Nq * Nk));
+    drop->keep = bernoulli_keep(op, B, H * Nq * Nk, dropout_p, gen);
     drop->scale = 1.0 / (1.0 - dropout_p);
-    const auto threshold = static_cast<std::uint64_t>(dropout_p * 4294967296.0);
-    for (std::size_t e = 0; e < drop->keep.size(); e += 2) {
-      const std::uint64_t r = gen.next_u64();  // two 32-bit uniforms per draw
-      drop->keep[e] = (r & 0xffffffffu) >= threshold;
-      if (e + 1 < drop->keep.size()) drop->keep[e + 1] = (r >> 32) >= threshold;
-    }
   }
 
   const Operand q = operand(q_in), k = operand(k_in), v = operand(v_in);

@@ -9,6 +9,8 @@
 // A channels-last input (the output of another conv, of max_pool2d) orders each cols row as
 // (y, x, c) instead, so that every window pixel is one contiguous run of C values, and the
 // weight is read as (Cout, kH, kW, C) to match; its dx is channels-last too.
+#include "ops/conv.h"
+
 #include <type_traits>
 
 #include "core/autocast.h"
@@ -16,7 +18,6 @@
 #include "core/bfloat16.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
-#include "ops/nn.h"
 #include "ops/shape.h"
 
 namespace pw {

@@ -1,28 +1,17 @@
-// dropout and drop_path (stochastic depth). The keep mask is drawn sequentially from the
-// generator (two 32-bit uniforms per 64-bit draw), so it depends only on the generator state and
-// not on the thread count; the backward reuses the saved mask: dx = g * keep / (1 - p).
+// dropout and drop_path (stochastic depth). The keep mask comes from bernoulli_keep
+// (core/random.h): drawn sequentially from the generator (two 32-bit uniforms per 64-bit draw), so
+// it depends only on the generator state and not on the thread count, or per sample inside a
+// SampleStreams scope; the backward reuses the saved mask: dx = g * keep / (1 - p).
+#include "ops/dropout.h"
+
 #include <memory>
 
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
-#include "ops/nn.h"
 
 namespace pw {
 namespace {
-
-// keep[i] = (u_i >= p) for n uniforms u_i in [0, 1) at 32-bit resolution.
-std::shared_ptr<std::vector<std::uint8_t>> draw_keep(std::int64_t n, double p, Generator& gen) {
-  auto keep = std::make_shared<std::vector<std::uint8_t>>(static_cast<std::size_t>(n));
-  const auto threshold = static_cast<std::uint64_t>(p * 4294967296.0);
-  auto& k = *keep;
-  for (std::int64_t i = 0; i < n; i += 2) {
-    const std::uint64_t r = gen.next_u64();
-    k[i] = (r & 0xffffffffu) >= threshold;
-    if (i + 1 < n) k[i + 1] = (r >> 32) >= threshold;
-  }
-  return keep;
-}
 
 // out = x * keep[i / group] * scale for contiguous x: group = 1 for dropout, the sample size
 // for drop_path.
@@ -46,9 +35,12 @@ Tensor apply_keep(const Tensor& x, const std::vector<std::uint8_t>& keep, std::i
 
 Tensor masked_op(const char* name, const Tensor& x_in, double p, Generator& gen, bool per_sample) {
   Tensor x = blas::dense(x_in);
-  const std::int64_t group = per_sample ? (x.numel() / std::max<std::int64_t>(x.shape()[0], 1)) : 1;
-  const std::int64_t n = per_sample ? x.shape()[0] : x.numel();
-  auto keep = draw_keep(n, p, gen);
+  // Rows are the samples (dim 0); dropout draws every element of a row, drop_path one per row.
+  const std::int64_t rows = x.dim() > 0 ? x.shape()[0] : 1;
+  const std::int64_t per_row = x.numel() / std::max<std::int64_t>(rows, 1);
+  const std::int64_t group = per_sample ? per_row : 1;
+  auto keep = std::make_shared<std::vector<std::uint8_t>>(
+      bernoulli_keep(name, rows, per_sample ? 1 : per_row, p, gen));
   const double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
   Tensor out = apply_keep(x, *keep, std::max<std::int64_t>(group, 1), scale);
   if (needs_grad({x_in}))

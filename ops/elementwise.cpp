@@ -5,21 +5,11 @@
 #include <string>
 
 #include "core/autograd.h"
+#include "ops/broadcast.h"
 #include "ops/kernels.h"
-#include "ops/reduce.h"
 
 namespace pw {
 namespace kernels {
-
-Shape broadcast_strides(const Tensor& t, const Shape& shape) {
-  const std::size_t rank = shape.size(), r = t.shape().size();
-  Shape strides(rank, 0);
-  for (std::size_t i = 0; i < r; ++i) {
-    const std::size_t d = rank - r + i;
-    strides[d] = t.shape()[i] == 1 ? 0 : t.strides()[i];
-  }
-  return strides;
-}
 
 DType common_dtype(const char* op, std::initializer_list<Tensor> ts) {
   const DType dt = ts.begin()->dtype();

@@ -1,6 +1,8 @@
 // Indexing by integer-valued float tensors: index_select and gather, with their scatter-add
 // backward rules. Indices are validated on the calling thread before any parallel kernel runs
 // (an exception must not escape an OpenMP region).
+#include "ops/index.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>

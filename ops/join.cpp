@@ -1,6 +1,8 @@
 // Joining and splitting along a dim: cat, stack, split, chunk, pad. Every piece is written or
 // read through a slice view, so the copies use copy_into's parallel strided loop and the
 // backward rules are slices of the output gradient.
+#include "ops/join.h"
+
 #include <algorithm>
 
 #include "core/autograd.h"

@@ -6,11 +6,9 @@
 
 #include "core/parallel.h"
 #include "core/tensor.h"
+#include "ops/broadcast.h"
 
 namespace pw::kernels {
-
-// Strides of `t` viewed with `shape` (NumPy broadcasting: 0 on broadcast dims).
-Shape broadcast_strides(const Tensor& t, const Shape& shape);
 
 // out[i] = f(a[i])
 template <typename T, typename F>

@@ -15,6 +15,8 @@
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC target("prefer-vector-width=512")
 #endif
+#include "ops/layer_norm.h"
+
 #include <omp.h>
 
 #include <cmath>
@@ -24,7 +26,6 @@
 #include "core/parallel.h"
 #include "ops/blas.h"
 #include "ops/fast_math.h"
-#include "ops/nn.h"
 #include "ops/nn_kernels.h"
 
 namespace pw {

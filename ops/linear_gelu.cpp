@@ -7,6 +7,8 @@
 // 17.2 ms against 6.3 ms for the GEMM alone at (8320, 256) x (256, 512) on 2 Xeon cores.)
 // Against the unfused ops this removes, per MLP, a float32 write and read of h's size in
 // forward and in backward, and the separate casts for the GEMMs.
+#include "ops/linear_gelu.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -15,8 +17,9 @@
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/parallel.h"
+#include "ops/activation.h"
 #include "ops/blas.h"
-#include "ops/nn.h"
+#include "ops/matmul.h"
 #include "ops/nn_kernels.h"
 
 namespace pw {

@@ -2,13 +2,14 @@
 // computes log p = x - logsumexp(x) and the loss; the backward is (p - target) scaled by the
 // upstream gradient (/B for the mean). With label smoothing eps (PyTorch's definition) the
 // target is (1 - eps) onehot(y) + eps / C, or (1 - eps) t + eps / C for soft targets t.
+#include "ops/loss.h"
+
 #include <cmath>
 #include <limits>
 
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
-#include "ops/nn.h"
 
 namespace pw {
 namespace {

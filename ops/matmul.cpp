@@ -2,6 +2,8 @@
 // batch when the batch folds into the rows), with transposed views passed as BLAS flags. Under
 // autocast the operands are bfloat16 and the products go to the bf16 GEMM engine (one call for
 // up to two batch dims), accumulating and returning float32.
+#include "ops/matmul.h"
+
 #include <omp.h>
 
 #include <type_traits>
@@ -10,8 +12,8 @@
 #include "core/autograd.h"
 #include "core/parallel.h"
 #include "ops/blas.h"
+#include "ops/broadcast.h"
 #include "ops/gemm_bf16.h"
-#include "ops/nn.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 

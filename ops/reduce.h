@@ -1,4 +1,5 @@
-// Reductions over any set of dims (empty dims = all dims), with keepdim.
+// Reductions over any set of dims (empty dims = all dims), with keepdim (ops/reduce.cpp, on
+// the kernel of ops/reduce_kernel.h). sum_to, which undoes broadcasting, is in ops/broadcast.h.
 #pragma once
 #include <vector>
 
@@ -19,7 +20,5 @@ Tensor var(const Tensor& x, const Dims& dims = {}, std::int64_t correction = 1,
            bool keepdim = false);
 // log(sum(exp(x))) computed with the max subtracted first.
 Tensor logsumexp(const Tensor& x, const Dims& dims = {}, bool keepdim = false);
-// Sums a broadcast gradient back down to `shape` (PyTorch's sum_to).
-Tensor sum_to(const Tensor& g, const Shape& shape);
 
 }  // namespace pw

@@ -3,7 +3,6 @@
 #include <numeric>
 
 #include "core/autograd.h"
-#include "ops/reduce.h"
 
 namespace pw {
 namespace {
@@ -155,38 +154,6 @@ Tensor slice(const Tensor& x, std::int64_t dim, std::int64_t start, std::int64_t
              return {gx};
            });
   return out;
-}
-
-Tensor expand(const Tensor& x, const Shape& shape) {
-  const std::size_t rank = shape.size(), r = x.shape().size();
-  PW_CHECK(rank >= r, "[expand] cannot expand shape {} to {}", shape_str(x.shape()),
-           shape_str(shape));
-  Shape out_shape(rank), strides(rank, 0);
-  for (std::size_t i = 0; i < rank; ++i) {
-    const bool old = i >= rank - r;
-    const std::int64_t have = old ? x.shape()[i - (rank - r)] : 1;
-    PW_CHECK(shape[i] >= 0 || (shape[i] == -1 && old),
-             "[expand] cannot expand shape {} to {}: -1 only keeps an existing dim, sizes must be "
-             ">= 0",
-             shape_str(x.shape()), shape_str(shape));
-    const std::int64_t want = shape[i] == -1 ? have : shape[i];
-    PW_CHECK(have == want || have == 1, "[expand] cannot expand shape {} to {}",
-             shape_str(x.shape()), shape_str(shape));
-    out_shape[i] = want;
-    strides[i] = old && have == want ? x.strides()[i - (rank - r)] : 0;
-  }
-  if (out_shape == x.shape()) return x;
-  Tensor out = make_view(x, out_shape, strides, x.offset());
-  if (needs_grad({x}))
-    record("expand", out, {x},
-           [shape = x.shape()](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {sum_to(g, shape)};
-           });
-  return out;
-}
-
-Tensor broadcast_to(const Tensor& x, const Shape& shape) {
-  return expand(x, shape);
 }
 
 Tensor squeeze(const Tensor& x) {

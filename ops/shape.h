@@ -1,5 +1,6 @@
-// Shape operations. Views (reshape of a contiguous tensor, permute, transpose, slice, expand,
-// squeeze, unsqueeze) only rewrite shape and strides over the same storage.
+// Shape operations. Views (reshape of a contiguous tensor, permute, transpose, slice, squeeze,
+// unsqueeze) only rewrite shape and strides over the same storage; expand is in ops/broadcast.h,
+// joins in ops/join.h, integer indexing in ops/index.h.
 #pragma once
 #include <vector>
 
@@ -18,9 +19,6 @@ Tensor transpose(const Tensor& x, std::int64_t dim0, std::int64_t dim1);
 // Elements start, start+step, ... below stop along dim (negative start/stop count from the end).
 Tensor slice(const Tensor& x, std::int64_t dim, std::int64_t start, std::int64_t stop,
              std::int64_t step = 1);
-// Broadcasts size-1 dims (and new leading dims) to `shape` with stride 0; -1 keeps a size.
-Tensor expand(const Tensor& x, const Shape& shape);
-Tensor broadcast_to(const Tensor& x, const Shape& shape);
 // Removes all size-1 dims, or only `dim` when it has size 1.
 Tensor squeeze(const Tensor& x);
 Tensor squeeze(const Tensor& x, std::int64_t dim);
@@ -35,19 +33,5 @@ Tensor clone(const Tensor& x);
 // Converts to another dtype (differentiable; the gradient is converted back); float32 ->
 // bfloat16 rounds to nearest even. x itself when it already has that dtype.
 Tensor to(const Tensor& x, DType dtype);
-
-// ---- joins and splits (ops/join.cpp) and integer indexing (ops/index.cpp) ----
-// Joins tensors along an existing dim (cat) or a new one (stack).
-Tensor cat(const std::vector<Tensor>& xs, std::int64_t dim);
-Tensor stack(const std::vector<Tensor>& xs, std::int64_t dim);
-// Pieces of `size` elements along dim (the last may be smaller); chunk makes `chunks` pieces.
-std::vector<Tensor> split(const Tensor& x, std::int64_t size, std::int64_t dim);
-std::vector<Tensor> chunk(const Tensor& x, std::int64_t chunks, std::int64_t dim);
-// Rows of x along dim picked by integer-valued `index` (1-D).
-Tensor index_select(const Tensor& x, std::int64_t dim, const Tensor& index);
-// out[i][j] = x[i][index[i][j]] along dim (torch.gather); index holds integer values.
-Tensor gather(const Tensor& x, std::int64_t dim, const Tensor& index);
-// Constant padding: `pads` holds (before, after) pairs starting from the last dim, as F.pad.
-Tensor pad(const Tensor& x, const std::vector<std::int64_t>& pads, double value = 0.0);
 
 }  // namespace pw

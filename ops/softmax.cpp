@@ -13,6 +13,8 @@
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC target("prefer-vector-width=512")
 #endif
+#include "ops/softmax.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -22,7 +24,6 @@
 #include "core/parallel.h"
 #include "ops/blas.h"
 #include "ops/fast_math.h"
-#include "ops/nn.h"
 #include "ops/nn_kernels.h"
 
 namespace pw {

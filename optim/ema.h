@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "io/safetensors.h"
+#include "core/named_tensors.h"
 #include "core/tensor.h"
 
 namespace pw::optim {

@@ -4,9 +4,10 @@ set -euo pipefail
 
 # libdnnl-dev's CMake config (Debian builds oneDNN with its OpenCL GPU runtime) looks for the
 # OpenCL headers and library although patchwork uses only the CPU engine: ocl-icd-opencl-dev.
+# Open MPI (openmpi-bin: mpirun; libopenmpi-dev: the library) runs `vit train` on several ranks.
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libfmt-dev catch2
           libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
-          libcairo2-dev libdnnl-dev ocl-icd-opencl-dev)
+          libcairo2-dev libdnnl-dev ocl-icd-opencl-dev openmpi-bin libopenmpi-dev)
 [ "${PATCHWORK_WITH_TORCH:-0}" = 1 ] && packages+=(python3 python3-torch python3-numpy)
 # make sanitize and make fuzz build with clang: its sanitizer and libFuzzer runtimes, its OpenMP.
 [ "${PATCHWORK_WITH_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev libomp-dev)

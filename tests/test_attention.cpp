@@ -7,10 +7,13 @@
 #include "core/autograd.h"
 #include "core/gradcheck.h"
 #include "nn_test_util.h"
+#include "ops/attention.h"
+#include "ops/broadcast.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/matmul.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
+#include "ops/softmax.h"
 
 using namespace pw;
 using namespace pw::testing;

@@ -1,6 +1,7 @@
-// CIFAR-10 pipeline: the reader (folder and .tar.gz, malformed inputs), locating the data,
-// every augmentation on tiny known images, Mixup/CutMix, normalisation, and the Loader's
-// determinism across threads, resume, wait accounting and shutdown.
+// CIFAR pipeline: the CIFAR-10 and CIFAR-100 readers (folder and .tar.gz, malformed inputs),
+// locating the data, every augmentation on tiny known images, Mixup/CutMix, normalisation, and
+// the Loader's determinism across threads, resume, wait accounting, shutdown and errors.
+#include <stb_image_write.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -17,6 +18,7 @@
 #include "data/augment.h"
 #include "data/autoaugment.h"
 #include "data/cifar10.h"
+#include "data/datasets.h"
 #include "data/loader.h"
 #include "data/locate.h"
 #include "data/mix.h"
@@ -90,12 +92,13 @@ void write_folder(const fs::path& dir) {
   for (const auto& [name, bytes] : synthetic_files()) write_file(dir / name, bytes);
 }
 
-// A ustar archive of the entries (under cifar-10-batches-bin/), gzipped with zlib.
+// A ustar archive of the entries (under `folder`/), gzipped with zlib.
 void write_tar_gz(const fs::path& path,
-                  const std::vector<std::pair<std::string, std::vector<std::uint8_t>>>& entries) {
+                  const std::vector<std::pair<std::string, std::vector<std::uint8_t>>>& entries,
+                  const std::string& folder = "cifar-10-batches-bin") {
   std::vector<testing::TarEntry> tar;
   for (const auto& [name, bytes] : entries) tar.push_back({name, bytes});
-  testing::write_tar_gz(path, tar);
+  testing::write_tar_gz(path, tar, folder + "/");
 }
 
 void check_split(const Dataset& d, std::int64_t first_record, std::int64_t n) {
@@ -212,6 +215,134 @@ TEST_CASE("malformed data is rejected with a message naming the file and the pro
   }
   SECTION("a path without the data") {
     CHECK_THROWS_WITH(read_cifar10(tmp.path), Contains("holds neither the CIFAR-10 .bin files"));
+  }
+}
+
+// ---------------------------------------------------------------- CIFAR-100
+
+namespace {
+
+// CIFAR-100 records: 1 coarse byte, 1 fine byte, 3072 pixel bytes. Record r has coarse label
+// (r * 7) % 20, fine label (r * 3 + 1) % 100 and the pixels of pixel(r, c, p).
+std::uint8_t coarse_of(std::int64_t r) {
+  return static_cast<std::uint8_t>((r * 7) % 20);
+}
+std::uint8_t fine_of(std::int64_t r) {
+  return static_cast<std::uint8_t>((r * 3 + 1) % 100);
+}
+
+std::vector<std::uint8_t> make_cifar100_records(std::int64_t first, std::int64_t n) {
+  std::vector<std::uint8_t> bytes;
+  for (std::int64_t r = first; r < first + n; ++r) {
+    bytes.push_back(coarse_of(r));
+    bytes.push_back(fine_of(r));
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) bytes.push_back(pixel(r, c, p));
+  }
+  return bytes;
+}
+
+std::string numbered_names(const std::string& prefix, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += fmt::format("{}{}\n", prefix, i);
+  return s;
+}
+
+// 12 training and 5 test records, and both name files (as the official archive has them).
+std::vector<std::pair<std::string, std::vector<std::uint8_t>>> cifar100_files() {
+  return {{"coarse_label_names.txt", to_bytes(numbered_names("coarse", 20))},
+          {"fine_label_names.txt", to_bytes(numbered_names("fine", 100))},
+          {"train.bin", make_cifar100_records(0, 12)},
+          {"test.bin", make_cifar100_records(200, 5)}};
+}
+
+void check_cifar100_split(const Dataset& d, std::int64_t first, std::int64_t n, bool fine) {
+  REQUIRE(d.size() == n);
+  REQUIRE(d.images.size() == static_cast<std::size_t>(n * kImageBytes));
+  bool pixels_ok = true;
+  for (std::int64_t i = 0; i < n; ++i) {
+    CHECK(d.labels[static_cast<std::size_t>(i)] ==
+          (fine ? fine_of(first + i) : coarse_of(first + i)));
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p)
+        pixels_ok = pixels_ok && d.image(i)[c * 1024 + p] == pixel(first + i, c, p);
+  }
+  CHECK(pixels_ok);
+  CHECK(d.class_names.size() == (fine ? 100u : 20u));
+  CHECK(d.class_names[3] == (fine ? "fine3" : "coarse3"));
+}
+
+}  // namespace
+
+TEST_CASE("a CIFAR-100 file reads with the right fine and coarse labels", "[data][cifar100]") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "cifar-100-binary";
+  for (const auto& [name, bytes] : cifar100_files()) write_file(dir / name, bytes);
+  write_tar_gz(tmp.path / "a" / "cifar-100-binary.tar.gz", cifar100_files(), "cifar-100-binary");
+  const auto& fine = cifar100_layout(CifarLabels::Fine);
+  const auto& coarse = cifar100_layout(CifarLabels::Coarse);
+  CHECK(fine.default_names.size() == 100);
+  CHECK(coarse.default_names.size() == 20);
+  // The folder, its parent and the archive (found by its official name) read alike.
+  for (const fs::path& source : {dir, tmp.path, tmp.path / "a"}) {
+    INFO(source.string());
+    const Splits f = read_cifar(source, fine);
+    check_cifar100_split(f.train, 0, 12, true);
+    check_cifar100_split(f.test, 200, 5, true);
+    CHECK(f.train.normalization.mean == std::vector<double>{0.5071, 0.4865, 0.4409});
+    const Splits c = read_cifar(source, coarse);
+    check_cifar100_split(c.train, 0, 12, false);
+    check_cifar100_split(c.test, 200, 5, false);
+  }
+  check_cifar100_split(read_cifar(dir, fine, Split::Train, 7), 0, 7, true);
+  // Without the name files, the official names.
+  fs::remove(dir / "fine_label_names.txt");
+  CHECK(read_cifar(dir, fine, Split::Test).class_names[1] == "aquarium_fish");
+  // Through --dataset's loader, as `vit train --dataset cifar100` reads it.
+  DatasetOptions o;
+  o.dataset = "cifar100";
+  o.data = (tmp.path / "a").string();
+  o.cifar100_labels = "coarse";
+  const Splits s = load_datasets(o);
+  check_cifar100_split(s.train, 0, 12, false);
+  REQUIRE_FALSE(s.notes.empty());
+  CHECK_THAT(s.notes[0], Contains("CIFAR-100") && Contains("12 train / 5 test images"));
+}
+
+TEST_CASE("malformed CIFAR-100 data is rejected naming the file and the label",
+          "[data][cifar100]") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "cifar-100-binary";
+  for (const auto& [name, bytes] : cifar100_files()) write_file(dir / name, bytes);
+  const auto& fine = cifar100_layout(CifarLabels::Fine);
+  SECTION("a fine label above 99") {
+    auto bytes = make_cifar100_records(0, 4);
+    bytes[3 * 3074 + 1] = 100;
+    write_file(dir / "train.bin", bytes);
+    CHECK_THROWS_WITH(read_cifar(dir, fine, Split::Train),
+                      Contains("[cifar100]") && Contains("train.bin: record 3 has fine label 100, "
+                                                         "expected 0..99"));
+  }
+  SECTION("a coarse label above 19, even when the fine labels are read") {
+    auto bytes = make_cifar100_records(0, 4);
+    bytes[2 * 3074] = 20;
+    write_file(dir / "test.bin", bytes);
+    CHECK_THROWS_WITH(read_cifar(dir, fine, Split::Test),
+                      Contains("record 2 has coarse label 20, expected 0..19"));
+  }
+  SECTION("a CIFAR-10-sized record") {
+    write_file(dir / "test.bin", make_records(0, 2));
+    CHECK_THROWS_WITH(read_cifar(dir, fine, Split::Test),
+                      Contains("6146 bytes, which is not a multiple of the 3074-byte record"));
+  }
+  SECTION("CIFAR-10 is not taken for CIFAR-100") {
+    write_folder(tmp.path / "c10" / "cifar-10-batches-bin");
+    CHECK_THROWS_WITH(read_cifar(tmp.path / "c10", fine),
+                      Contains("holds neither the CIFAR-100 .bin files, a cifar-100-binary/ "
+                               "folder, nor cifar-100-binary.tar.gz"));
+    LocateOptions lo;
+    lo.explicit_path = tmp.path / "c10";
+    CHECK_THROWS_WITH(locate_cifar(lo, fine), Contains("--data") && Contains("no CIFAR-100 there"));
   }
 }
 
@@ -750,14 +881,35 @@ TEST_CASE("loader stops cleanly when the consumer stops early", "[data]") {
 }
 
 TEST_CASE("a worker's exception reaches the consumer at the failing batch", "[data]") {
-  Dataset d = random_dataset(40, 6);
-  d.labels[20] = 12;  // out of range: the one-hot targets of batch 2 cannot be built
+  // A set read from its files, as an image folder over the memory budget: the workers decode
+  // the images, and file 20 is no image at all.
+  TempDir tmp;
+  Dataset d;
+  d.class_names = default_class_names();
+  const std::vector<std::uint8_t> hwc(8 * 8 * 3, 77);
+  for (int i = 0; i < 40; ++i) {
+    const fs::path f = tmp.path / fmt::format("{:02}.png", i);
+    if (i == 20)
+      std::ofstream(f) << "not an image\n";
+    else
+      REQUIRE(stbi_write_png(f.c_str(), 8, 8, 3, hwc.data(), 8 * 3) != 0);
+    d.files.push_back(f);
+    d.labels.push_back(i % 10);
+  }
+  REQUIRE_FALSE(d.in_memory());
   LoaderConfig config = heavy_config(2);
   config.shuffle = false;
   Loader loader(d, config);
   loader.start_epoch(0);
   CHECK(loader.next()->index == 0);
   CHECK(loader.next()->index == 1);
-  CHECK_THROWS_WITH(loader.next(), Contains("[one_hot] label 12 not in [0, 10)"));
-  CHECK_THROWS_WITH(loader.next(), Contains("label 12"));  // the epoch does not go on
+  CHECK_THROWS_WITH(loader.next(), Contains("cannot decode") && Contains("20.png"));
+  CHECK_THROWS_WITH(loader.next(), Contains("20.png"));  // the epoch does not go on
+}
+
+TEST_CASE("the loader rejects labels outside the data set's classes", "[data]") {
+  Dataset d = random_dataset(40, 6);
+  d.labels[20] = 12;
+  CHECK_THROWS_WITH(Loader(d, heavy_config(1)),
+                    Contains("image 20 has label 12, outside the 10 classes"));
 }

@@ -5,7 +5,8 @@
 
 #include "core/autograd.h"
 #include "nn/layers.h"
-#include "ops/nn.h"
+#include "ops/activation.h"
+#include "ops/loss.h"
 #include "optim/ema.h"
 #include "optim/sgd.h"
 #include "scoped_threads.h"

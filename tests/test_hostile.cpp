@@ -13,6 +13,7 @@
 #include "apps/weights.h"
 #include "cifar_fixture.h"
 #include "data/cifar10.h"
+#include "data/decode.h"
 #include "io/file_io.h"
 #include "io/safetensors.h"
 #include "vit_process.h"
@@ -37,8 +38,7 @@ void check_refused(const testing::VitRun& r, const std::string& what, long file_
 }
 
 void write_bytes(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  write_file_atomic(path.string(), std::span<const std::uint8_t>(bytes));
 }
 
 std::vector<std::uint8_t> bytes_of(const std::string& s) {
@@ -58,7 +58,8 @@ void write_model_file(const fs::path& path, const nlohmann::json& config,
   const std::map<std::string, std::string> metadata{
       {"format", "pt"},
       {"config", config.dump()},
-      {"normalization", R"({"scale":0.00392156862745098,"mean":[0.5,0.5,0.5],"std":[0.2,0.2,0.2]})"},
+      {"normalization",
+       R"({"scale":0.00392156862745098,"mean":[0.5,0.5,0.5],"std":[0.2,0.2,0.2]})"},
       {"classes", R"(["a","b","c"])"}};
   write_bytes(path, serialize_safetensors(tensors, metadata));
 }
@@ -104,8 +105,8 @@ TEST_CASE("sizes from a weights file or a flag are checked before anything is al
   const fs::path png = tmp.path / "x.png";
   data::Image img(3, 8, 8, 100);
   write_png(png, img);
-  check_refused(testing::run_vit({"patches", png.string(), "--size", "1024", "--scale", "64",
-                                  "-o", (tmp.path / "p.png").string()}),
+  check_refused(testing::run_vit({"patches", png.string(), "--size", "1024", "--scale", "64", "-o",
+                                  (tmp.path / "p.png").string()}),
                 "lower --scale");
 
   // The checked counts themselves.
@@ -168,13 +169,28 @@ TEST_CASE("archive headers are checked against the data that actually follows", 
   CHECK_THROWS_WITH(data::read_cifar10(tmp.path / "b256.tar.gz"), Contains("out of range"));
 
   // pax records whose length wraps `pos + len` (once an endless loop) or overruns the header.
-  for (const std::string& record :
-       {std::string("18446744073709551615 path=x\n"), std::string("99 path=x\n"),
-        std::string("5 path=x\n")}) {
+  for (const std::string& record : {std::string("18446744073709551615 path=x\n"),
+                                    std::string("99 path=x\n"), std::string("5 path=x\n")}) {
     const auto pax = bytes_of(record);
     const auto tar = testing::tar_bytes({{"pax", pax, 'x'}, {"test_batch.bin", {0}}});
     testing::write_gz(tmp.path / "pax.tar.gz", tar);
     CHECK_THROWS_WITH(data::read_cifar10(tmp.path / "pax.tar.gz"), Contains("corrupt pax header"));
+  }
+  // Well-formed, a pax path and a GNU long name still name the entry that follows them.
+  const std::string path = dir + "test_batch.bin";
+  const std::string body = " path=" + path + "\n";
+  std::string pax = std::to_string(body.size()) + body;
+  pax = std::to_string(pax.size()) + body;  // the length counts its own digits
+  const std::vector<std::uint8_t> record(3073, 3);
+  for (const auto& [type, named] : {std::pair<char, std::string>{'x', pax}, {'L', path}}) {
+    INFO(type);
+    testing::write_gz(
+        tmp.path / "named.tar.gz",
+        testing::tar_bytes({{"././@LongLink", bytes_of(named), type}, {"some/other/name", record}},
+                           ""));
+    const data::Dataset d = data::read_cifar10(tmp.path / "named.tar.gz", data::Split::Test);
+    CHECK(d.size() == 1);
+    CHECK(d.labels.at(0) == 3);
   }
 
   // With --limit-* the reader once stopped before the gzip trailer: a truncated archive passed.
@@ -196,8 +212,7 @@ TEST_CASE("archive headers are checked against the data that actually follows", 
                     Contains("end-of-archive marker"));
 }
 
-TEST_CASE("degenerate position embeddings are refused instead of read out of bounds",
-          "[hostile]") {
+TEST_CASE("degenerate position embeddings are refused instead of read out of bounds", "[hostile]") {
   // 0 patch tokens once clamped taps into [0, -1]; 1 token on a class-token model filled the
   // grid from the class token.
   CHECK_THROWS_WITH(models::resize_pos_embed(zeros({1, 0, 8}), 0, 2), Contains("no patch tokens"));
@@ -219,7 +234,7 @@ TEST_CASE("degenerate position embeddings are refused instead of read out of bou
 TEST_CASE("image files: promised formats only, sizes checked first, truncation refused",
           "[hostile]") {
   const auto decode = [](const std::vector<std::uint8_t>& bytes) {
-    return decode_image(bytes, "crafted");
+    return data::decode_image(bytes, "crafted");
   };
   // A DHT segment whose code counts sum to 272 (> 256): stb 2.27 wrote past its tables.
   std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00};
@@ -246,7 +261,8 @@ TEST_CASE("image files: promised formats only, sizes checked first, truncation r
   stbi_write_bmp_to_func(
       [](void* ctx, void* data, int n) {
         auto* out = static_cast<std::vector<std::uint8_t>*>(ctx);
-        out->insert(out->end(), static_cast<std::uint8_t*>(data), static_cast<std::uint8_t*>(data) + n);
+        out->insert(out->end(), static_cast<std::uint8_t*>(data),
+                    static_cast<std::uint8_t*>(data) + n);
       },
       &bmp, 6, 5, 3, rgb.data());
   CHECK(decode(bmp).width == 6);
@@ -262,13 +278,13 @@ TEST_CASE("image files: promised formats only, sizes checked first, truncation r
   const fs::path model = tmp.path / "m.safetensors";
   write_model_file(model, models::to_json(tiny_config()), tiny_weights());
   write_bytes(tmp.path / "x.jpg", jpeg);
-  check_refused(testing::run_vit({"predict", "--weights", model.string(),
-                                  (tmp.path / "x.jpg").string()}),
-                "Corrupt JPEG");
+  check_refused(
+      testing::run_vit({"predict", "--weights", model.string(), (tmp.path / "x.jpg").string()}),
+      "Corrupt JPEG");
   write_bytes(tmp.path / "big.pgm", bytes_of("P5 16000 16000 255\n"));
-  check_refused(testing::run_vit({"predict", "--weights", model.string(),
-                                  (tmp.path / "big.pgm").string()}),
-                "more than the limit");
+  check_refused(
+      testing::run_vit({"predict", "--weights", model.string(), (tmp.path / "big.pgm").string()}),
+      "more than the limit");
 }
 
 TEST_CASE("a resumed run validates args.json exactly as the command line does", "[hostile]") {
@@ -316,14 +332,23 @@ TEST_CASE("checkpoints carry a checksum, and a damaged one names checkpoint-best
   testing::write_synthetic_cifar(tmp.path / "data", 16, 8);
   const fs::path run = tmp.path / "runs" / "run";
   const auto train_args = [&](std::vector<std::string> extra) {
-    std::vector<std::string> a{"train",       "--data",      (tmp.path / "data").string(),
-                               "--output",    (tmp.path / "runs").string(),
-                               "--name",      "run",
-                               "--model",     "depth=1",
-                               "--model",     "dim=16",
-                               "--model",     "heads=2",
-                               "--model",     "mlp_dim=16",
-                               "--batch-size", "8",
+    std::vector<std::string> a{"train",
+                               "--data",
+                               (tmp.path / "data").string(),
+                               "--output",
+                               (tmp.path / "runs").string(),
+                               "--name",
+                               "run",
+                               "--model",
+                               "depth=1",
+                               "--model",
+                               "dim=16",
+                               "--model",
+                               "heads=2",
+                               "--model",
+                               "mlp_dim=16",
+                               "--batch-size",
+                               "8",
                                "--no-progress"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
@@ -341,7 +366,8 @@ TEST_CASE("checkpoints carry a checksum, and a damaged one names checkpoint-best
   CHECK_THROWS_WITH(load_model_file(last.string()), Contains("damaged") && Contains("CRC-32"));
   const auto r = testing::run_vit({"train", "--resume", run.string()});
   check_refused(r, "checkpoint-best.safetensors");
-  CHECK_THAT(r.err, Contains("is damaged") && Contains("--resume " + (run / "checkpoint-best.safetensors").string()));
+  CHECK_THAT(r.err, Contains("is damaged") &&
+                        Contains("--resume " + (run / "checkpoint-best.safetensors").string()));
   // The way named works, and finishes the run.
   const auto resumed =
       testing::run_vit({"train", "--resume", (run / "checkpoint-best.safetensors").string()});
@@ -372,7 +398,8 @@ TEST_CASE("a safetensors header of arrays, or of too many tensors, is refused be
     many += fmt::format(R"({}"t{}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})",
                         i ? "," : "", i);
   many += "}";
-  CHECK_THROWS_WITH(parse_safetensors(file_with_header(many)), Contains("more than 100000 tensors"));
+  CHECK_THROWS_WITH(parse_safetensors(file_with_header(many)),
+                    Contains("more than 100000 tensors"));
 
   // 100 MB of "[]," once took 2 GB to reject.
   testing::TempDir tmp("hostile-header");

@@ -20,7 +20,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "nn_test_util.h"
-#include "ops/nn.h"
+#include "ops/softmax.h"
 
 using namespace pw;
 using namespace pw::app;

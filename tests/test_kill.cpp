@@ -51,8 +51,7 @@ TEST_CASE("a second signal ends the process at once with exit code 130", "[signa
   CHECK(WEXITSTATUS(status) == 130);
 }
 
-TEST_CASE("the stop flag is seen while reading data, loading batches and evaluating",
-          "[signals]") {
+TEST_CASE("the stop flag is seen while reading data, loading batches and evaluating", "[signals]") {
   testing::TempDir tmp("stop-flag");
   testing::write_synthetic_cifar(tmp.path / "data", 20, 20);
   const data::Dataset train = data::read_cifar10(tmp.path / "data", data::Split::Train);
@@ -60,11 +59,14 @@ TEST_CASE("the stop flag is seen while reading data, loading batches and evaluat
   c.image_size = 32, c.patch_size = 8, c.dim = 8, c.depth = 1, c.heads = 2, c.mlp_dim = 8;
   Generator gen(0);
   models::VisionTransformer model(c, gen);
+  ModelInfo info;
+  info.config = c;
+  const auto predict = [&] { return predict_split(model, info, train, 4, 1, false, Tta::None); };
   {
     StopOnSignals signals;  // clears the flag when done
     request_stop();
     CHECK_THROWS_AS(data::read_cifar10(tmp.path / "data", data::Split::Train), Interrupted);
-    CHECK_THROWS_AS(predict_split(model, train, 4), Interrupted);
+    CHECK_THROWS_AS(predict(), Interrupted);
     data::LoaderConfig lc;
     lc.batch_size = 4;
     data::Loader loader(train, lc);
@@ -72,7 +74,7 @@ TEST_CASE("the stop flag is seen while reading data, loading batches and evaluat
     CHECK_THROWS_AS(loader.next(), Interrupted);
   }
   CHECK_FALSE(stop_requested());
-  CHECK(predict_split(model, train, 4).labels.size() == 20);
+  CHECK(predict().labels.size() == 20);
 }
 
 TEST_CASE("SIGTERM during an evaluation stops the run with exit code 130 and a checkpoint",
@@ -81,11 +83,26 @@ TEST_CASE("SIGTERM during an evaluation stops the run with exit code 130 and a c
   // Few training images and many test images: the evaluation is most of the run.
   testing::write_synthetic_cifar(tmp.path / "data", 16, 3000);
   const fs::path run = tmp.path / "runs" / "run";
-  std::vector<std::string> args{
-      "train",   "--data",  (tmp.path / "data").string(), "--output", (tmp.path / "runs").string(),
-      "--name",  "run",     "--model", "depth=2",         "--model",  "dim=64",
-      "--model", "heads=2", "--model", "mlp_dim=128",     "--epochs", "1",
-      "--batch-size", "16", "--no-progress"};
+  std::vector<std::string> args{"train",
+                                "--data",
+                                (tmp.path / "data").string(),
+                                "--output",
+                                (tmp.path / "runs").string(),
+                                "--name",
+                                "run",
+                                "--model",
+                                "depth=2",
+                                "--model",
+                                "dim=64",
+                                "--model",
+                                "heads=2",
+                                "--model",
+                                "mlp_dim=128",
+                                "--epochs",
+                                "1",
+                                "--batch-size",
+                                "16",
+                                "--no-progress"};
   // The epoch's only step, then a stop: the checkpoint's next task is the evaluation.
   auto first = args;
   first.insert(first.end(), {"--stop-after-steps", "1"});
@@ -119,17 +136,35 @@ TEST_CASE("SIGTERM during an evaluation stops the run with exit code 130 and a c
   CHECK(testing::records(run, "epoch").size() == 1);
 }
 
-TEST_CASE("SIGKILL at seeded moments, in checkpoint writes too: the last checkpoint loads and "
-          "--resume ends with the uninterrupted run's weights",
-          "[signals]") {
+TEST_CASE(
+    "SIGKILL at seeded moments, in checkpoint writes too: the last checkpoint loads and "
+    "--resume ends with the uninterrupted run's weights",
+    "[signals]") {
   testing::TempDir tmp("kill");
   testing::write_synthetic_cifar(tmp.path / "data", 24, 8);
   const auto args = [&](const std::string& name) {
-    return std::vector<std::string>{
-        "train",   "--data",  (tmp.path / "data").string(), "--output", (tmp.path / "runs").string(),
-        "--name",  name,      "--model", "depth=1",         "--model",  "dim=16",
-        "--model", "heads=2", "--model", "mlp_dim=16",      "--epochs", "3",
-        "--batch-size", "8",  "--dropout", "0.1",           "--no-progress"};
+    return std::vector<std::string>{"train",
+                                    "--data",
+                                    (tmp.path / "data").string(),
+                                    "--output",
+                                    (tmp.path / "runs").string(),
+                                    "--name",
+                                    name,
+                                    "--model",
+                                    "depth=1",
+                                    "--model",
+                                    "dim=16",
+                                    "--model",
+                                    "heads=2",
+                                    "--model",
+                                    "mlp_dim=16",
+                                    "--epochs",
+                                    "3",
+                                    "--batch-size",
+                                    "8",
+                                    "--dropout",
+                                    "0.1",
+                                    "--no-progress"};
   };
   const auto started = std::chrono::steady_clock::now();
   const testing::VitRun reference = testing::run_vit(args("reference"));

@@ -6,7 +6,7 @@
 #include "core/gradcheck.h"
 #include "nn_test_util.h"
 #include "ops/elementwise.h"
-#include "ops/nn.h"
+#include "ops/matmul.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 

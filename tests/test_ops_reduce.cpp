@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "ops/broadcast.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"

@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
+#include "ops/broadcast.h"
 #include "ops/elementwise.h"
+#include "ops/index.h"
+#include "ops/join.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "scoped_threads.h"

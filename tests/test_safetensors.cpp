@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "io/checkpoint.h"
 #include "io/file_io.h"
 #include "io/safetensors.h"
 
@@ -381,6 +382,52 @@ TEST_CASE("save and load go through the file system atomically", "[safetensors]"
   CHECK_THROWS_WITH(load_safetensors(dir.file("missing.safetensors")),
                     "[read_file] cannot open '" + dir.file("missing.safetensors") +
                         "': No such file or directory");
+}
+
+TEST_CASE("a checkpoint keeps its groups and JSON documents apart", "[safetensors]") {
+  TempDir dir;
+  const std::string path = dir.file("checkpoint.safetensors");
+  Generator gen(3);
+  const Tensor w = randn({3, 2}, gen), m = randn({3, 2}, gen), v = randn({2}, gen, DType::Float64);
+  Checkpoint c;
+  c.groups["model"] = {{"fc.weight", w}};
+  c.groups["optimizer"] = {{"fc.weight.exp_avg", m}, {"step", v}};
+  c.metadata["format"] = "test";
+  c.set_json("train_state", {{"epoch", 2}, {"lr", 0.5}});
+  write_checkpoint(path, c);
+
+  // Stored under "group." prefixes: any safetensors reader sees the full names.
+  const SafetensorsFile file = load_safetensors(path);
+  CHECK(same_bits(file.tensor("model.fc.weight"), w));
+  CHECK(same_bits(file.tensor("optimizer.fc.weight.exp_avg"), m));
+  CHECK(file.metadata.at("train_state") == R"({"epoch":2,"lr":0.5})");
+
+  const Checkpoint back = read_checkpoint(path);
+  CHECK(back.source == path);
+  REQUIRE(back.groups.size() == 2);
+  REQUIRE(back.group("model").size() == 1);
+  CHECK(back.group("model")[0].first == "fc.weight");
+  CHECK(same_bits(back.group("model")[0].second, w));
+  // Entries come back in the file's data order (float64 before float32), names intact.
+  const NamedTensors& opt = back.group("optimizer");
+  REQUIRE(opt.size() == 2);
+  CHECK(opt[0].first == "step");
+  CHECK(same_bits(opt[0].second, v));  // float64 stays float64
+  CHECK(opt[1].first == "fc.weight.exp_avg");
+  CHECK(same_bits(opt[1].second, m));
+  CHECK(back.metadata.at("format") == "test");
+  CHECK(back.json("train_state").at("epoch") == 2);
+
+  // Errors name the file and what is missing or wrong.
+  CHECK_THROWS_WITH(back.group("ema"), Contains(path) && Contains("no tensors of group 'ema'"));
+  CHECK_THROWS_WITH(back.json("scheduler"), Contains(path) && Contains("no 'scheduler'"));
+  CHECK_THROWS_WITH(back.json("format"),
+                    Contains(path) && Contains("metadata 'format' is not valid JSON"));
+  save_safetensors(path, {{"loose", w}});
+  CHECK_THROWS_WITH(read_checkpoint(path),
+                    Contains(path) && Contains("tensor 'loose' belongs to no group"));
+  c.groups["a.b"] = {{"x", w}};
+  CHECK_THROWS_WITH(write_checkpoint(path, c), Contains("group name 'a.b'"));
 }
 
 TEST_CASE("write_file_atomic keeps the old file when writing fails", "[safetensors]") {

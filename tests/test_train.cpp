@@ -13,7 +13,7 @@
 #include "cifar_fixture.h"
 #include "core/autograd.h"
 #include "io/file_io.h"
-#include "ops/nn.h"
+#include "ops/loss.h"
 #include "optim/adam.h"
 
 using namespace pw;
@@ -45,7 +45,6 @@ std::vector<double> step_losses(const fs::path& run) {
   }
   return losses;
 }
-
 
 // name -> values, for comparing tensor lists regardless of order.
 std::map<std::string, std::vector<float>> by_name(const NamedTensors& tensors) {

@@ -5,7 +5,7 @@
 
 #include "core/autograd.h"
 #include "nn/layers.h"
-#include "ops/nn.h"
+#include "ops/loss.h"
 #include "optim/adam.h"
 #include "optim/sgd.h"
 

@@ -20,8 +20,8 @@
 
 namespace pw::testing {
 
-#ifndef PATCHWORK_VIT_BINARY
-#error "PATCHWORK_VIT_BINARY (the path of vit) is defined by cmake/hardening.cmake"
+#ifndef PATCHWORK_VIT_PATH
+#error "PATCHWORK_VIT_PATH (the path of vit) is defined by CMakeLists.txt"
 #endif
 
 // Peak memory the `vit` child may use when reading a hostile file: a little more than the program
@@ -34,15 +34,13 @@ inline constexpr long kHostileRssLimitMb = 400;
 #endif
 
 struct VitRun {
-  int exit_code = -1;   // when it exited
-  int signal = 0;       // when a signal ended it
+  int exit_code = -1;  // when it exited
+  int signal = 0;      // when a signal ended it
   bool timed_out = false;
   std::string out, err;
   long max_rss_mb = 0;
   // The stderr text without its trailing newline, and whether it is one line.
-  bool one_line_error() const {
-    return !err.empty() && err.find('\n') == err.size() - 1;
-  }
+  bool one_line_error() const { return !err.empty() && err.find('\n') == err.size() - 1; }
 };
 
 struct VitCall {
@@ -68,10 +66,10 @@ inline VitRun run_vit(const VitCall& call) {
     // A fresh process group: a test's signal reaches the program only.
     ::setpgid(0, 0);
     for (const auto& [k, v] : call.env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv{const_cast<char*>(PATCHWORK_VIT_BINARY)};
+    std::vector<char*> argv{const_cast<char*>(PATCHWORK_VIT_PATH)};
     for (const auto& a : call.args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    ::execv(PATCHWORK_VIT_BINARY, argv.data());
+    ::execv(PATCHWORK_VIT_PATH, argv.data());
     ::_exit(127);
   }
   ::close(out_pipe[1]);

@@ -83,7 +83,8 @@ void run_attention(const AttentionOptions& o) {
   const LoadedModel loaded = load_model_file(o.weights);
   auto model = build_model(loaded);
   const int side = static_cast<int>(model->cfg.image_size);
-  const data::Image image = resize_bilinear(load_image(o.image), side, side);
+  // The image as the evaluation prepares it (timm's eval transform, the weights' crop_pct).
+  const data::Image image = data::eval_transform(load_image(o.image), side, loaded.info.crop_pct);
   PW_CHECK(o.layer >= -1, "[--layer] expects a block index or -1, got {}", o.layer);
   model->keep_attention(true);
   const ImagePrediction pred = classify_image(*model, loaded.info, image, 1);

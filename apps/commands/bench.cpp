@@ -12,9 +12,12 @@
 #include "core/allocator.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
+#include "data/loader.h"
+#include "dist/buckets.h"
 #include "models/vit.h"
 #include "ops/gemm_bf16.h"
-#include "ops/nn.h"
+#include "ops/loss.h"
+#include "ops/shape.h"
 #include "optim/adam.h"
 
 namespace pw::app {
@@ -64,33 +67,53 @@ double bf16_gemm_gflops(std::int64_t n, int reps) {
 }
 
 nlohmann::ordered_json run_bench(const BenchOptions& o) {
-  set_compute_threads(o.threads);
+  // Under mpirun each rank runs its share of the batch and the gradients are summed over the
+  // ranks every step, as in `vit train`; the figures are those of the whole job.
+  dist::Communicator& comm = dist::world();
+  set_compute_threads(o.threads > 0 ? o.threads : dist::default_threads(comm));
+  const bool print = comm.is_root() && !o.json;
   const PrecisionChoice precision = resolve_precision(o.precision);
-  if (!o.json) fmt::print("{}\n", describe(precision));
+  if (print) fmt::print("{}\n", describe(precision));
   models::ViTConfig cfg = models::apply_overrides(models::vit_preset(o.preset), o.model);
   Generator gen(0);
   models::VisionTransformer model(cfg, gen);
   optim::AdamWOptions ao;
   ao.weight_decay = 0.05;
   optim::AdamW opt(model.parameters(), ao);
-  Tensor x = randn({o.batch_size, cfg.channels, cfg.image_size, cfg.image_size}, gen);
-  std::vector<float> labels(static_cast<std::size_t>(o.batch_size));
-  for (std::size_t i = 0; i < labels.size(); ++i)
-    labels[i] = static_cast<float>(i % static_cast<std::size_t>(cfg.num_classes));
-  Tensor y = from_vector(labels, {o.batch_size});
+  dist::GradientBuckets buckets(model.parameters());
+  const auto [lo, hi] = data::shard_range(o.batch_size, comm.rank(), comm.size());
+  const std::int64_t local = hi - lo;
+  const Tensor x = copy_contiguous(
+      slice(randn({o.batch_size, cfg.channels, cfg.image_size, cfg.image_size}, gen), 0, lo, hi));
+  std::vector<float> labels;
+  for (std::int64_t i = lo; i < hi; ++i) labels.push_back(static_cast<float>(i % cfg.num_classes));
+  Tensor y = from_vector(labels, {local});
+  // Every rank starts (and the last one ends) a timed loop together.
+  auto sync = [&comm](const char* what) {
+    const double nothing = 0;
+    comm.allgather({&nothing, 1}, what);
+  };
 
+  double allreduce_s = 0;
   auto train_step = [&] {
-    Tensor loss;
-    {
-      AutocastGuard autocast(precision.bf16());
-      loss = cross_entropy(model.forward(x), y, Reduction::Mean, 0.1);
-    }
     opt.zero_grad();
-    loss.backward();
+    if (local > 0) {
+      Tensor loss;
+      {
+        AutocastGuard autocast(precision.bf16());
+        loss = cross_entropy(model.forward(x), y, Reduction::Sum, 0.1);
+      }
+      loss.backward(full({}, 1.0 / static_cast<double>(o.batch_size)));  // the global mean
+    }
+    const auto t = Clock::now();
+    buckets.allreduce(comm);
+    allreduce_s += std::chrono::duration<double>(Clock::now() - t).count();
     opt.step();
   };
   model.train();
   for (std::int64_t i = 0; i < o.warmup; ++i) train_step();
+  sync("the start of the timed training steps");
+  allreduce_s = 0;
   auto t = Clock::now();
   for (std::int64_t i = 0; i < o.steps; ++i) train_step();
   const double train_s = std::chrono::duration<double>(Clock::now() - t).count();
@@ -100,9 +123,11 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
   {
     NoGradGuard no_grad;
     AutocastGuard autocast(precision.bf16());
-    for (std::int64_t i = 0; i < o.warmup; ++i) model.forward(x);
+    for (std::int64_t i = 0; i < o.warmup && local > 0; ++i) model.forward(x);
+    sync("the start of the timed inference");
     t = Clock::now();
-    for (std::int64_t i = 0; i < o.steps; ++i) model.forward(x);
+    for (std::int64_t i = 0; i < o.steps && local > 0; ++i) model.forward(x);
+    sync("the end of the timed inference");
     infer_s = std::chrono::duration<double>(Clock::now() - t).count();
   }
   const double images = static_cast<double>(o.batch_size * o.steps);
@@ -118,19 +143,23 @@ nlohmann::ordered_json run_bench(const BenchOptions& o) {
       {"precision", precision.precision},
       {"parameters", model.num_parameters()},
       {"batch_size", o.batch_size},
+      {"ranks", comm.size()},
       {"threads", omp_get_max_threads()},
       {"train_images_per_sec", train_ips},
       {"infer_images_per_sec", infer_ips},
+      {"gradient_allreduce_bytes", buckets.bytes()},
+      {"allreduce_ms_per_step", 1e3 * allreduce_s / static_cast<double>(o.steps)},
       {"forward_gflop_per_image", flops / 1e9},
       {"train_gflops", train_gflops},
       {"infer_gflops", flops * infer_ips / 1e9},
       {"sgemm_gflops", sgemm},
-      {"train_fraction_of_sgemm", train_gflops / sgemm},
+      {"train_fraction_of_sgemm", train_gflops / (sgemm * comm.size())},
       {"bf16_gemm_gflops", bf16_gemm},
       {"bf16_gemm_implementation", gemm::gemm_bf16_implementation()},
-      {"train_fraction_of_bf16_gemm", train_gflops / bf16_gemm},
+      {"train_fraction_of_bf16_gemm", train_gflops / (bf16_gemm * comm.size())},
       {"peak_rss_mb", peak_rss_mb()},
       {"allocator_peak_mb", static_cast<double>(allocator_stats().peak_bytes_in_use) / 1048576.0}};
+  if (!comm.is_root()) return r;
   if (o.json) {
     fmt::print("{}\n", r.dump());
   } else {
@@ -148,7 +177,8 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"nano", "lite", "small"}));
   sub->add_option("--model", o->model, "Override a model config field, key=value");
   sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::Range(1, 65536));
-  sub->add_option("--threads", o->threads, "Compute threads (0: all cores)")
+  sub->add_option("--threads", o->threads,
+                  "Compute threads (0: all cores, shared by the ranks of this machine)")
       ->check(CLI::Range(0, 1024));
   sub->add_option("--steps", o->steps, "Timed steps")->check(CLI::Range(1, 1'000'000));
   sub->add_option("--warmup", o->warmup, "Untimed steps first")->check(CLI::Range(0, 1'000'000));

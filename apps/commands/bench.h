@@ -1,5 +1,7 @@
 // `vit bench`: training-step and inference throughput of a preset on random data, against the
-// OpenBLAS sgemm rate and the bf16 GEMM engine's rate, both measured in the same process.
+// OpenBLAS sgemm rate and the bf16 GEMM engine's rate, both measured in the same process. Under
+// `mpirun -np N` it measures the data-parallel step: each rank runs its share of the batch and
+// the gradients are summed over the ranks (dist/), as in `vit train`.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <cstdint>

@@ -1,5 +1,6 @@
 // The subcommands of `vit`, for main.cpp to register in one place.
 #pragma once
+#include "apps/commands/allreduce.h"
 #include "apps/commands/attention.h"
 #include "apps/commands/bench.h"
 #include "apps/commands/command.h"

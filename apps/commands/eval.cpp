@@ -1,14 +1,15 @@
 #include "apps/commands/eval.h"
 
 #include <filesystem>
+#include <thread>
 
 #include "apps/commands/command.h"
-#include "data/locate.h"
 #include "apps/evaluate.h"
 #include "apps/precision.h"
 #include "apps/train/trainer.h"
 #include "apps/weights.h"
 #include "core/autograd.h"
+#include "data/datasets.h"
 #include "io/safetensors.h"
 #include "ops/shape.h"
 
@@ -19,14 +20,29 @@ EvalReport run_eval(const EvalOptions& o) {
   const Tta tta = parse_tta(o.tta, "--tta");
   const LoadedModel loaded = load_model_file(o.weights);
   auto model = build_model(loaded);
-  const auto where = data::locate_cifar10(data::default_locate_options(
-      o.data.empty() ? std::nullopt : std::optional<std::filesystem::path>(o.data)));
-  const data::Dataset test =
-      data::read_cifar10(where.path, data::Split::Test, o.limit_test > 0 ? o.limit_test : -1);
-  const PrecisionChoice precision = resolve_precision(o.precision);
-  const SplitPredictions pred = predict_split(*model, test, o.batch_size, 1, precision.bf16(), tta);
-
+  data::DatasetOptions d;
+  d.dataset = o.dataset.empty() ? loaded.info.dataset : o.dataset;
+  d.data = o.data;
+  d.cifar100_labels = o.cifar100_labels.empty() ? loaded.info.labels : o.cifar100_labels;
+  d.limit_test = o.limit_test > 0 ? o.limit_test : -1;
+  d.read_train = false;
+  d.val_split = o.val_split >= 0 ? o.val_split : loaded.info.val_split;
+  d.seed = o.seed >= 0 ? static_cast<std::uint64_t>(o.seed) : loaded.info.seed;
+  d.memory_budget_bytes = o.cache_mb << 20;
+  d.threads = static_cast<int>(o.threads > 0 ? o.threads : std::thread::hardware_concurrency());
+  if (d.dataset == "folder") d.classes = loaded.info.classes;  // val/ folders map to these
+  d.compute_normalization = false;                             // the weights' own is used
+  const data::Splits splits = data::load_datasets(d);
+  const data::Dataset& test = splits.test;
+  for (const auto& note : splits.notes) fmt::print("{}\n", note);
   const auto C = static_cast<std::size_t>(loaded.info.config.num_classes);
+  PW_CHECK(static_cast<std::size_t>(test.num_classes()) == C,
+           "[eval] {} has {} classes, but the {} data has {}", o.weights, C, d.dataset,
+           test.num_classes());
+  const PrecisionChoice precision = resolve_precision(o.precision);
+  const SplitPredictions pred = predict_split(*model, loaded.info, test, o.batch_size,
+                                              static_cast<int>(o.workers), precision.bf16(), tta);
+
   EvalReport r;
   r.confusion.assign(C, std::vector<std::int64_t>(C, 0));
   for (std::size_t i = 0; i < pred.labels.size(); ++i) {
@@ -77,7 +93,24 @@ void add_eval_command(CLI::App& app) {
   sub->add_option("--weights", o->weights, "model.safetensors or a checkpoint")
       ->required()
       ->check(CLI::ExistingFile);
-  sub->add_option("--data", o->data, "CIFAR-10 folder or .tar.gz (default: searched)");
+  sub->add_option("--dataset", o->dataset,
+                  "Data set: cifar10, cifar100 or folder (default: the one the weights were "
+                  "trained on)")
+      ->check(CLI::IsMember(data::dataset_names()));
+  sub->add_option("--data", o->data,
+                  "CIFAR folder or .tar.gz (default: searched), or the image folder ROOT");
+  sub->add_option("--cifar100-labels", o->cifar100_labels,
+                  "CIFAR-100 labels, fine or coarse (default: the weights')")
+      ->check(CLI::IsMember({"fine", "coarse"}));
+  sub->add_option("--val-split", o->val_split,
+                  "Image folders without val/: the held-out fraction of train/ (default: the "
+                  "one the weights were trained with)");
+  sub->add_option("--seed", o->seed,
+                  "The seed that drew --val-split (default: the weights' training seed)");
+  sub->add_option("--cache-mb", o->cache_mb,
+                  "Image folders: decoded images kept in memory up to this many MiB")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 24));
+  sub->add_option("--workers", o->workers, "Data-loading threads")->check(CLI::Range(1, 16));
   sub->add_option("--limit-test", o->limit_test, "Use only the first N test images (0: all)")
       ->check(CLI::Range(0, 1'000'000'000));
   sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::Range(1, 65536));

@@ -29,8 +29,9 @@ std::vector<double> softmax_probabilities(const std::vector<float>& logits) {
 
 ImagePrediction classify_image(models::VisionTransformer& model, const ModelInfo& info,
                                const data::Image& image, std::int64_t top) {
-  const Tensor x =
-      to_model_input(image, info.normalization, static_cast<int>(model.cfg.image_size));
+  // As the evaluation prepares images: timm's eval transform with the weights' crop_pct.
+  const Tensor x = to_model_input(image, info.normalization, static_cast<int>(model.cfg.image_size),
+                                  info.crop_pct);
   model.eval();
   NoGradGuard no_grad;
   ImagePrediction r;
@@ -111,7 +112,9 @@ void run_predict(const PredictOptions& o) {
 void add_predict_command(CLI::App& app) {
   auto o = std::make_shared<PredictOptions>();
   CLI::App* sub = app.add_subcommand(
-      "predict", "Classify image files (PNG, JPEG, BMP, PPM), resized to the model's size");
+      "predict",
+      "Classify image files (PNG, JPEG, BMP, PPM): the shorter side resized to the model's size "
+      "(divided by the weights' crop_pct), the centre cropped square");
   sub->option_defaults()->always_capture_default();
   sub->add_option("--weights", o->weights, "model.safetensors or a checkpoint")->required();
   sub->add_option("images", o->images, "Image files")->required();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <numeric>
 
 #include "core/error.h"
 
@@ -96,7 +97,13 @@ bool BudgetPlanner::ready() const {
 
 BudgetCosts BudgetPlanner::costs() const {
   BudgetCosts c;
-  c.step = steps_.empty() ? 0.0 : steps_sum_ / static_cast<double>(steps_.size());
+  if (!steps_.empty()) {
+    const std::size_t recent = std::min<std::size_t>(kRecent, steps_.size());
+    const double recent_sum =
+        std::accumulate(steps_.end() - static_cast<std::ptrdiff_t>(recent), steps_.end(), 0.0);
+    c.step = std::max(steps_sum_ / static_cast<double>(steps_.size()),
+                      recent_sum / static_cast<double>(recent));
+  }
   c.eval = eval_ >= 0 ? eval_ : eval_in_steps_ * c.step;
   c.epoch_end = epoch_ends_.empty() ? epoch_end_guess_
                                     : *std::max_element(epoch_ends_.begin(), epoch_ends_.end());
@@ -136,6 +143,25 @@ std::int64_t BudgetPlanner::plan(double elapsed, std::int64_t done,
     (fits(mid) ? lo : hi) = mid;
   }
   return lo;
+}
+
+double SchedulePosition::advance(std::int64_t done, std::int64_t total) {
+  const double end = static_cast<double>(total);
+  const std::int64_t left = total - done;  // this step included
+  position_ =
+      left <= 0 ? end : std::min(end, position_ + (end - position_) / static_cast<double>(left));
+  return position_;
+}
+
+double SchedulePosition::replan(std::int64_t from, std::int64_t warmup_from, std::int64_t to,
+                                std::int64_t warmup_to, std::int64_t done) {
+  if (to <= done) return position_ = static_cast<double>(to);
+  const double w0 = static_cast<double>(warmup_from), w1 = static_cast<double>(warmup_to);
+  if (position_ > w0 && from > warmup_from)
+    position_ =
+        w1 + (position_ - w0) * (static_cast<double>(to) - w1) / (static_cast<double>(from) - w0);
+  position_ = std::min(position_, static_cast<double>(to));
+  return position_;
 }
 
 }  // namespace pw::app

@@ -56,7 +56,12 @@ class BudgetPlanner {
 
   static constexpr int kSkippedSteps = 2;
   static constexpr int kMeasuredSteps = 3;  // steps measured before the first plan
-  static constexpr int kWindow = 50;        // the step time is the mean of the last kWindow
+  // The step time is the mean of the last kWindow steps, or of the last kRecent when that is
+  // larger: a host that has just slowed down shortens the plan within a few steps (running over
+  // the budget costs more than ending a little early), and one that speeds up again lengthens it
+  // as the slow spell leaves the window.
+  static constexpr int kWindow = 50;
+  static constexpr int kRecent = 3;
 
  private:
   double budget_;
@@ -68,6 +73,29 @@ class BudgetPlanner {
   double steps_sum_ = 0;
   double eval_ = -1;
   std::deque<double> epoch_ends_;  // the last few; the largest is used
+};
+
+// Where a budgeted run's lr schedule stands, in steps of the current plan (real-valued). The plan
+// follows the measured speed, which drifts on a shared host; the position never jumps with it. A
+// step advances it by what is left of the schedule spread evenly over the steps left, and a new
+// plan keeps the warmup in steps and the share of the rest already done. So the lr moves
+// monotonically through the schedule whatever the plan does (a slow spell no longer sends it to
+// its minimum and back up) and reaches the schedule's end exactly at the last planned step.
+// Without replans the position is the step count, as in an unbudgeted run.
+class SchedulePosition {
+ public:
+  explicit SchedulePosition(double position = 0) : position_(position) {}
+  // After a step: `done` steps had been taken before it, of `total` planned.
+  double advance(std::int64_t done, std::int64_t total);
+  // The plan changes from `from` steps (whose schedule warms up for `warmup_from` steps) to `to`
+  // steps (warming up for `warmup_to`), `done` steps having been taken. A plan that ends now
+  // (to <= done) puts the position at its end: the run's schedule ends where the run does.
+  double replan(std::int64_t from, std::int64_t warmup_from, std::int64_t to,
+                std::int64_t warmup_to, std::int64_t done);
+  double value() const { return position_; }
+
+ private:
+  double position_;
 };
 
 }  // namespace pw::app

@@ -7,6 +7,8 @@
 #include "apps/train/budget.h"
 #include "apps/train/recipes.h"
 #include "core/error.h"
+#include "data/datasets.h"
+#include "models/vit.h"
 
 namespace pw::app {
 
@@ -18,6 +20,10 @@ constexpr std::int64_t kMaxEpochs = 100'000;
 constexpr std::int64_t kMaxCount = 1'000'000'000;
 // Real-valued options (rates, decays, norms): non-negative and at most this; inf is refused.
 constexpr double kMaxReal = 1e30;
+// Waits (--dist-timeout): a year.
+constexpr double kMaxSeconds = 365.0 * 24 * 3600;
+// --cache-mb: 16 TiB, far beyond any machine, and small enough to count in bytes.
+constexpr std::int64_t kMaxCacheMb = std::int64_t{1} << 24;
 
 }  // namespace
 
@@ -49,9 +55,7 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
       ->check(CLI::Range(std::int64_t{1}, kMaxEpochs));
   app.add_option("-b,--batch-size", o.batch_size, "Batch size")->check(CLI::Range(1, 65536));
   app.add_option("--opt", o.opt, "Optimizer")->check(CLI::IsMember({"adamw", "adam", "sgd"}));
-  app.add_option("--lr", o.lr, "Peak learning rate")
-      ->check(CLI::PositiveNumber)
-      ->check(finite);
+  app.add_option("--lr", o.lr, "Peak learning rate")->check(CLI::PositiveNumber)->check(finite);
   app.add_option("--min-lr", o.min_lr, "Lowest learning rate of the cosine schedule")
       ->check(finite);
   app.add_option("--weight-decay", o.weight_decay,
@@ -95,8 +99,41 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--cutmix", o.cutmix, "CutMix alpha (0: off)")->check(CLI::Range(0.0, 1000.0));
   app.add_option("--cutout", o.cutout, "Cutout square side in pixels (0: off)")
       ->check(CLI::Range(0, 32));
+  app.add_option("--dataset", o.dataset,
+                 "Data set: cifar10, cifar100, or folder (an image folder at --data)")
+      ->check(CLI::IsMember(data::dataset_names()));
   app.add_option("--data", o.data,
-                 "CIFAR-10 folder or .tar.gz (default: $CIFAR10_DIR, data/, ../shared/data/)");
+                 "CIFAR folder or .tar.gz (default: $CIFAR10_DIR or $CIFAR100_DIR, data/, "
+                 "../shared/data/), or the image folder ROOT holding train/<class>/ and "
+                 "val/<class>/");
+  app.add_option("--cifar100-labels", o.cifar100_labels,
+                 "CIFAR-100 labels: fine (100 classes) or coarse (20 superclasses)")
+      ->check(CLI::IsMember({"fine", "coarse"}));
+  app.add_option("--img-size", o.img_size,
+                 "Image side to train at (0: the model's image_size); images are resized to it")
+      ->check(CLI::Range(std::int64_t{0}, models::ViTLimits::image_size));
+  app.add_option("--val-split", o.val_split,
+                 "Image folders without val/: hold out this fraction of each training class "
+                 "(drawn by --seed) for evaluation")
+      ->check(CLI::Range(0.0, 0.99));
+  app.add_option("--crop-pct", o.crop_pct,
+                 "Image folders: evaluation resizes the shorter side to img-size / crop-pct, "
+                 "then takes the centre img-size square (CIFAR: 1)")
+      ->check(CLI::Range(0.05, 1.0));
+  app.add_option("--scale", o.scale,
+                 "Image folders: RandomResizedCrop's range of the crop's area fraction")
+      ->expected(2)
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--ratio", o.ratio,
+                 "Image folders: RandomResizedCrop's range of the crop's aspect ratio (w / h)")
+      ->expected(2)
+      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.0, 100.0));
+  app.add_option("--cache-mb", o.cache_mb,
+                 "Image folders: keep decoded images (3 bytes a pixel, at their file's size) in "
+                 "memory up to this many MiB; a split over it is decoded by the loader's workers "
+                 "each epoch")
+      ->check(CLI::Range(std::int64_t{0}, kMaxCacheMb));
   app.add_option("--limit-train", o.limit_train, "Use only the first N training images (0: all)")
       ->check(CLI::Range(std::int64_t{0}, kMaxCount));
   app.add_option("--limit-test", o.limit_test, "Use only the first N test images (0: all)")
@@ -111,7 +148,12 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--output", o.output, "Folder that receives the run folder");
   app.add_option("--name", o.name, "Run folder name (default: <preset>-<date>-<time>)");
   app.add_option("--resume", o.resume, "Resume from a run folder or checkpoint file");
-  app.add_option("--init", o.init, "Start from the weights of a .safetensors file");
+  app.add_option("--init", o.init,
+                 "Fine-tune: start from the weights (and architecture) of a .safetensors file; "
+                 "a position embedding of another grid is resized, a head of another class "
+                 "count replaced by a fresh one");
+  app.add_flag("--reset-head", o.reset_head,
+               "With --init: start the head fresh even when its class count fits the data");
   app.add_option("--eval-every", o.eval_every, "Evaluate on the test set every N epochs")
       ->check(CLI::Range(std::int64_t{1}, kMaxEpochs));
   app.add_option("--tta", o.tta,
@@ -137,6 +179,10 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
   app.add_option("--stop-after-steps", o.stop_after_steps,
                  "Stop with a checkpoint after N steps (for testing resume)")
       ->check(CLI::Range(std::int64_t{0}, kMaxCount));
+  app.add_option("--dist-timeout", o.dist_timeout,
+                 "Under mpirun: seconds a collective waits for the other ranks before the job "
+                 "ends, naming those that did not arrive (0: forever)")
+      ->check(CLI::Range(0.0, kMaxSeconds));
 }
 
 void validate_train_options(const TrainOptions& o) {
@@ -159,7 +205,9 @@ void validate_train_options(const TrainOptions& o) {
       return v.is_string() ? v.get<std::string>() : v.dump();
     };
     if (value.is_array()) {
-      for (const auto& v : value) args.push_back(flag + "=" + text(v));
+      // One occurrence with every value (--scale MIN MAX expects exactly two).
+      args.push_back(flag);
+      for (const auto& v : value) args.push_back(text(v));
     } else {
       args.push_back(flag + "=" + text(value));
     }
@@ -177,6 +225,23 @@ void validate_train_options(const TrainOptions& o) {
   PW_CHECK(o.epochs > 0 || budget, "[--epochs] must be positive, got {}", o.epochs);
   PW_CHECK(o.batch_size > 0, "[--batch-size] must be positive, got {}", o.batch_size);
   PW_CHECK(o.eval_every > 0, "[--eval-every] must be positive, got {}", o.eval_every);
+  const auto& names = data::dataset_names();
+  PW_CHECK(std::find(names.begin(), names.end(), o.dataset) != names.end(),
+           "[--dataset] expected one of {}, got '{}'", fmt::join(names, ", "), o.dataset);
+  data::parse_cifar100_labels(o.cifar100_labels, "--cifar100-labels");
+  PW_CHECK(o.img_size >= 0, "[--img-size] must be positive (or 0: the model's), got {}",
+           o.img_size);
+  PW_CHECK(o.val_split >= 0 && o.val_split < 1, "[--val-split] must be in [0, 1), got {}",
+           o.val_split);
+  PW_CHECK(o.crop_pct > 0 && o.crop_pct <= 1, "[--crop-pct] must be in (0, 1], got {}", o.crop_pct);
+  PW_CHECK(o.scale.size() == 2 && o.scale[0] > 0 && o.scale[0] <= o.scale[1] && o.scale[1] <= 1,
+           "[--scale] expects MIN MAX with 0 < MIN <= MAX <= 1, got {}", fmt::join(o.scale, " "));
+  PW_CHECK(o.ratio.size() == 2 && o.ratio[0] > 0 && o.ratio[0] <= o.ratio[1],
+           "[--ratio] expects MIN MAX with 0 < MIN <= MAX, got {}", fmt::join(o.ratio, " "));
+  PW_CHECK(o.cache_mb >= 0, "[--cache-mb] must not be negative, got {}", o.cache_mb);
+  PW_CHECK(o.dataset != "folder" || !o.data.empty(),
+           "[--data] --dataset folder needs --data ROOT (ROOT/train/<class>/, ROOT/val/<class>/)");
+  PW_CHECK(o.dist_timeout >= 0, "[--dist-timeout] must be >= 0 seconds, got {}", o.dist_timeout);
 }
 
 }  // namespace pw::app

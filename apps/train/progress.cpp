@@ -12,7 +12,7 @@ std::string format_duration(double seconds) {
 }
 
 Progress::Progress(std::FILE* out, bool bar, std::int64_t log_every)
-    : out_(out), bar_(bar && isatty(fileno(out))), log_every_(log_every) {}
+    : out_(out), bar_(out && bar && isatty(fileno(out))), log_every_(log_every) {}
 
 void Progress::start_epoch(std::int64_t epoch, std::int64_t epochs, std::int64_t steps) {
   epoch_ = epoch;
@@ -24,6 +24,7 @@ void Progress::start_epoch(std::int64_t epoch, std::int64_t epochs, std::int64_t
 }
 
 void Progress::update(const StepStats& s) {
+  if (!out_) return;
   const auto now = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(now - epoch_start_).count();
   const double eta =
@@ -47,12 +48,14 @@ void Progress::update(const StepStats& s) {
 }
 
 void Progress::finish_epoch(const std::string& line) {
+  if (!out_) return;
   if (drawn_) fmt::print(out_, "\n");
   drawn_ = false;
   message(line);
 }
 
 void Progress::message(const std::string& line) {
+  if (!out_) return;
   if (drawn_) fmt::print(out_, "\n");
   drawn_ = false;
   fmt::print(out_, "{}\n", line);

@@ -19,6 +19,7 @@ struct StepStats {
 class Progress {
  public:
   // `bar` draws a bar (only when out is a terminal); otherwise a line every `log_every` steps.
+  // A null `out` prints nothing (the ranks other than 0 of a data-parallel run).
   Progress(std::FILE* out, bool bar, std::int64_t log_every);
   void start_epoch(std::int64_t epoch, std::int64_t epochs, std::int64_t steps_in_epoch);
   void update(const StepStats& s);

@@ -2,15 +2,11 @@
 
 #include <fmt/format.h>
 
-#include "io/file_io.h"
-
 namespace pw::app {
 namespace fs = std::filesystem;
 
 LoadedModel load_resume_checkpoint(const fs::path& checkpoint) {
   const fs::path run = checkpoint.parent_path().empty() ? fs::path(".") : checkpoint.parent_path();
-  for (const std::string& removed : remove_stale_temporaries(run.string()))
-    fmt::print("removed {}, left behind by a write that was killed\n", removed);
   try {
     return load_model_file(checkpoint.string());
   } catch (const Error& damage) {
@@ -26,7 +22,8 @@ LoadedModel load_resume_checkpoint(const fs::path& checkpoint) {
       way_on = fmt::format("; the run's {} cannot be used either: {}", best.filename().string(),
                            e.what());
     }
-    fail("[--resume] {} is damaged: {}{}", checkpoint.string(), damage.what(), way_on);
+    // The loader's message names the file and the damage; the way on is added to it.
+    fail("{}{}", damage.what(), way_on);
   }
 }
 

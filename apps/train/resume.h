@@ -1,6 +1,6 @@
-// Reading the checkpoint that `vit train --resume` continues from: stale temporary files of
-// killed writes are removed first, and a damaged checkpoint-last names the way on (the run's
-// checkpoint-best) instead of only failing.
+// Reading the checkpoint that `vit train --resume` continues from: a damaged checkpoint-last
+// names the way on (the run's checkpoint-best) instead of only failing. (The trainer removes the
+// stale temporary files of killed writes first: io/file_io.h remove_stale_temporaries.)
 #pragma once
 #include <filesystem>
 

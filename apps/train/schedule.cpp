@@ -46,12 +46,21 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainOptions& o,
   return std::make_unique<optim::AdamW>(groups, ao);
 }
 
+std::int64_t warmup_steps(const TrainOptions& o, std::int64_t steps_per_epoch,
+                          std::int64_t total_steps) {
+  if (o.sched == "onecycle" || o.sched == "plateau") return 0;
+  const std::int64_t total = std::max<std::int64_t>(1, total_steps);
+  return std::max<std::int64_t>(
+      0,
+      std::min<std::int64_t>(
+          static_cast<std::int64_t>(std::llround(o.warmup_epochs * steps_per_epoch)), total - 1));
+}
+
 Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_t steps_per_epoch,
                        std::int64_t total_steps) {
   Schedule s;
   const std::int64_t total = std::max<std::int64_t>(1, total_steps);
-  const auto warmup = std::min<std::int64_t>(
-      static_cast<std::int64_t>(std::llround(o.warmup_epochs * steps_per_epoch)), total - 1);
+  const std::int64_t warmup = warmup_steps(o, steps_per_epoch, total);
   std::unique_ptr<optim::LRScheduler> main;
   if (o.sched == "onecycle") {
     s.per_step = std::make_unique<optim::OneCycleLR>(opt, o.lr, total);

@@ -24,6 +24,10 @@ struct Schedule {
 // The schedule of --sched over `total_steps` optimizer steps: a linear warmup of
 // --warmup-epochs (at most total_steps - 1 steps), then the schedule, cosine reaching --min-lr
 // after the last step. Construction writes the lr of step 0 into the optimizer.
+// The linear warmup of make_schedule's schedule over `total_steps`, in steps (0 for onecycle and
+// plateau, which have none of their own).
+std::int64_t warmup_steps(const TrainOptions& o, std::int64_t steps_per_epoch,
+                          std::int64_t total_steps);
 Schedule make_schedule(const TrainOptions& o, optim::Optimizer& opt, std::int64_t steps_per_epoch,
                        std::int64_t total_steps);
 

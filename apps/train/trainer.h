@@ -1,9 +1,17 @@
 // `vit train`: the training loop with its run folder, checkpoints, exact resume, signals.
 //
 // Trainer reads top to bottom as a run goes: the constructor sets the run up (data, the
-// checkpoint to resume from, model, optimizer, schedule, EMA, run folder, time budget), run()
+// checkpoint to resume from, model, optimizer, schedule, EMA, run folder, loader, time budget),
+// run()
 // trains epoch by epoch, and each epoch is train_epoch() (steps), evaluate() and end_epoch()
 // (metrics, checkpoints, curves); finish() writes the weights file and the summary.
+//
+// Under mpirun every rank runs a Trainer over the same data and model (data parallelism,
+// dist/): each takes its share of every global batch (--batch-size), the gradients are summed
+// over the ranks, and every rank takes the same optimizer step; the evaluation is split across
+// the ranks and reduced; rank 0 alone prints and writes the run folder. Everything random is
+// drawn per sample, so a run computes the same model on any number of ranks up to float32
+// summation order (README, docs/distributed.md).
 #pragma once
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -22,8 +30,10 @@
 #include "apps/train/schedule.h"
 #include "apps/weights.h"
 #include "core/interrupt.h"
-#include "data/cifar10.h"
+#include "data/dataset.h"
 #include "data/loader.h"
+#include "dist/buckets.h"
+#include "dist/communicator.h"
 #include "models/vit.h"
 #include "optim/ema.h"
 
@@ -40,13 +50,14 @@ struct TrainResult {
   bool interrupted = false;  // stopped by a signal or --stop-after-steps, with a checkpoint
 };
 
-// Runs training as configured; throws pw::Error on bad input or a non-finite loss.
-TrainResult train(TrainOptions options);
+// Runs training as configured, as one rank of `comm`'s job; throws pw::Error on bad input or a
+// non-finite loss (a dist::CollectiveError when every rank raises it at once).
+TrainResult train(TrainOptions options, dist::Communicator& comm = dist::world());
 
 class Trainer {
  public:
   // Validates the options and sets the run up; errors name the flag or file at fault.
-  explicit Trainer(TrainOptions options);
+  explicit Trainer(TrainOptions options, dist::Communicator& comm = dist::world());
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
   ~Trainer();
@@ -69,8 +80,11 @@ class Trainer {
   };
 
   void load_data();
+  void check_ranks_agree();
   void open_run();
   void build_model();
+  models::ViTConfig model_config(const LoadedModel* init) const;
+  void start_loader();
   void plan_budget();
   // Trains until the epoch's last batch or the planned step count; false when a stop was
   // requested (the checkpoint is then saved).
@@ -80,6 +94,8 @@ class Trainer {
   Evaluation evaluate();
   void end_epoch(Epoch& e);
   void save_last();
+  // Rank 0's step count for the schedule (with a budget, the plan is rank 0's to make).
+  std::int64_t agree_on(std::int64_t steps);
   void resize_schedule(std::int64_t total);
   TrainResult stopped();
   TrainResult finish();
@@ -87,14 +103,18 @@ class Trainer {
   std::int64_t planned_epochs() const;
 
   TrainOptions o_;
-  StopOnSignals signals_;  // Ctrl-C and SIGTERM stop the run with a checkpoint (core/interrupt.h)
+  dist::Communicator& comm_;
+  // Ctrl-C and SIGTERM stop the run with a checkpoint (core/interrupt.h): on one process within
+  // a batch wherever the run is; on several ranks at the next collective, all together.
+  StopOnSignals signals_;
   const Clock::time_point t_start_;  // wall time counts from here, data loading included
   Progress progress_;
   PrecisionChoice precision_;
   Tta tta_;
   std::optional<double> budget_;
 
-  data::Cifar10 cifar_;
+  data::Splits data_;
+  data::Dataset test_shard_;  // this rank's test batches, on several ranks
   std::unique_ptr<data::Loader> loader_;
   std::int64_t steps_per_epoch_ = 0;
   // Without a budget the schedule spans --epochs; with one, it spans the planned step count,
@@ -108,13 +128,16 @@ class Trainer {
   ModelInfo info_;
   std::unique_ptr<models::VisionTransformer> model_;
   std::unique_ptr<optim::Optimizer> optimizer_;
+  std::unique_ptr<dist::GradientBuckets> buckets_;
+  bool stop_all_ = false;  // some rank was asked to stop: every rank stops after this step
   Schedule schedule_;
   std::unique_ptr<optim::ModelEma> ema_;
   std::unique_ptr<models::VisionTransformer> ema_model_;  // evaluates the EMA's weights
-  std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<MetricsLog> metrics_;                   // rank 0 only
   double elapsed_before_ = 0;  // wall time of earlier invocations of a resumed run
 
   std::optional<BudgetPlanner> planner_;
+  SchedulePosition position_;  // the per-step schedule's, when a budget plans it
   std::int64_t replan_every_ = 1, steps_since_plan_ = 0;
   bool planned_ = false;
 

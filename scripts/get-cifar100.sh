@@ -1,0 +1,4 @@
+#!/bin/sh
+# Downloads the official CIFAR-100 binary archive into DEST (default: <repo>/data), md5-checked.
+# Usage: scripts/get-cifar100.sh [DEST]
+exec sh "$(dirname "$0")/get-cifar.sh" 100 "$@"
