@@ -260,22 +260,25 @@ std::string prepare_head_for_finetuning(const models::VisionTransformer& model,
                      fits ? "--reset-head" : "another class count, as timm's num_classes change");
 }
 
-std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded) {
-  // The file's tensors must be exactly those its config describes: the model then takes no
-  // more memory than the file's own tensors.
+void check_weights_fit(const models::ViTConfig& config, const NamedTensors& weights,
+                       const std::string& source) {
   std::map<std::string, const Tensor*> given;
-  for (const auto& [name, t] : loaded.weights) given[name] = &t;
-  for (const auto& [name, shape] : loaded.info.config.state_dict_shapes()) {
+  for (const auto& [name, t] : weights) given[name] = &t;
+  for (const auto& [name, shape] : config.state_dict_shapes()) {
     auto it = given.find(name);
     PW_CHECK(it != given.end(), "[load] {}: missing tensor '{}' of shape {} that its config needs",
-             loaded.source, name, shape_str(shape));
+             source, name, shape_str(shape));
     PW_CHECK(it->second->shape() == shape,
-             "[load] {}: tensor '{}' has shape {}, but its config needs {}", loaded.source, name,
+             "[load] {}: tensor '{}' has shape {}, but its config needs {}", source, name,
              shape_str(it->second->shape()), shape_str(shape));
     given.erase(it);
   }
   PW_CHECK(given.empty(), "[load] {}: unexpected tensor '{}' that its config does not describe",
-           loaded.source, given.empty() ? "" : given.begin()->first);
+           source, given.empty() ? "" : given.begin()->first);
+}
+
+std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded) {
+  check_weights_fit(loaded.info.config, loaded.weights, loaded.source);
   auto model = std::make_unique<models::VisionTransformer>(loaded.info.config);
   load_weights_into(*model, loaded.weights);
   return model;

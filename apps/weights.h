@@ -85,9 +85,13 @@ struct LoadedModel {
 LoadedModel load_model_file(const std::string& path);
 // The same for a file's bytes held in memory; `source` names it in errors.
 LoadedModel parse_model_file(std::span<const std::uint8_t> bytes, const std::string& source);
-// Builds the model described by a loaded file and loads its weights (strict). The weights are
-// checked against the shapes the config describes first, so that a config claiming a larger
-// model than the file holds is an error before the model takes any memory.
+// Throws, naming `source` and the first tensor that differs, unless `weights` are exactly the
+// tensors (names and shapes) of the model `config` describes. Checked before a model is built
+// from a file's config, so that a config claiming a larger model than the file holds is an
+// error before the model takes any memory.
+void check_weights_fit(const models::ViTConfig& config, const NamedTensors& weights,
+                       const std::string& source);
+// Builds the model described by a loaded file (check_weights_fit first) and loads its weights.
 std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded);
 // Loads weights into `model`, resizing the position embedding when the grids differ.
 void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights,

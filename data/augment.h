@@ -9,8 +9,8 @@
 #pragma once
 #include <cstdint>
 
-#include "data/image.h"
 #include "core/random.h"
+#include "data/image.h"
 
 namespace pw::data {
 

@@ -120,9 +120,9 @@ std::string crc32_hex(std::uint32_t crc) {
 
 Layout plan_layout(const NamedTensors& tensors, std::map<std::string, std::string> metadata,
                    bool checksum) {
-  PW_CHECK(metadata.count(kDataChecksumKey) == 0,
-           "[safetensors] metadata key '{}' is the writer's own (pass checksum = true)",
-           kDataChecksumKey);
+  // The checksum is the writer's own: one read from another file (a loaded file's metadata
+  // written again) describes other data.
+  metadata.erase(kDataChecksumKey);
   std::set<std::string_view> seen;
   for (const auto& [name, t] : tensors) {
     PW_CHECK(name != "__metadata__", "[safetensors] '__metadata__' cannot name a tensor");
@@ -148,14 +148,14 @@ Layout plan_layout(const NamedTensors& tensors, std::map<std::string, std::strin
     return sa != sb ? sa > sb : a.first < b.first;
   });
 
-  // ordered_json keeps insertion order, so the header lists tensors in data order and the
-  // fields in the order the reference writer uses.
   if (checksum) {
     uLong crc = crc32_z(0, Z_NULL, 0);
     for (const auto& [name, t] : layout.tensors)
       crc = crc32_z(crc, static_cast<const Bytef*>(t.raw_data()), nbytes_of(t));
     metadata[kDataChecksumKey] = crc32_hex(static_cast<std::uint32_t>(crc));
   }
+  // ordered_json keeps insertion order, so the header lists tensors in data order and the
+  // fields in the order the reference writer uses.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;

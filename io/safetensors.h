@@ -59,7 +59,8 @@ inline constexpr std::size_t kMaxRank = 64;
 // The bytes of a safetensors file holding `tensors` (F32/F64/BF16, any strides) and `metadata`.
 // Layout follows the reference writer: data ordered by descending dtype size, then by name;
 // "__metadata__" first in the header; header padded with spaces to a multiple of 8 bytes.
-// `checksum` adds kDataChecksumKey to the metadata (which must not hold it already).
+// `checksum` adds kDataChecksumKey to the metadata; a kDataChecksumKey already in `metadata`
+// (read from another file) is dropped either way.
 std::vector<std::uint8_t> serialize_safetensors(
     const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {},
     bool checksum = false);

@@ -27,10 +27,14 @@ namespace pw::testing {
 // Peak memory the `vit` child may use when reading a hostile file: a little more than the program
 // needs to start (OpenBLAS, oneDNN), far below what an unchecked size would take. The sanitizers
 // add their shadow memory and quarantine.
+// And the seconds it may take to refuse one: a bound that tells a hang (or a reader working
+// through gigabytes it was told about) from a refusal, not a measurement of speed.
 #ifdef PATCHWORK_SANITIZED
 inline constexpr long kHostileRssLimitMb = 1500;
+inline constexpr double kHostileSecondsLimit = 120;
 #else
 inline constexpr long kHostileRssLimitMb = 400;
+inline constexpr double kHostileSecondsLimit = 30;
 #endif
 
 struct VitRun {
@@ -39,6 +43,7 @@ struct VitRun {
   bool timed_out = false;
   std::string out, err;
   long max_rss_mb = 0;
+  double seconds = 0;  // wall time from start to exit
   // The stderr text without its trailing newline, and whether it is one line.
   bool one_line_error() const { return !err.empty() && err.find('\n') == err.size() - 1; }
 };
@@ -116,6 +121,7 @@ inline VitRun run_vit(const VitCall& call) {
   int status = 0;
   rusage usage{};
   ::wait4(pid, &status, 0, &usage);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.max_rss_mb = usage.ru_maxrss / 1024;
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);

@@ -199,15 +199,18 @@ void validate_train_options(const TrainOptions& o) {
     std::replace(flag.begin(), flag.end(), '_', '-');
     // Booleans are flags with nothing to check (their JSON type was checked when read), and an
     // empty string is an unset option ("" recipe, name, budget).
-    if (!app.get_option_no_throw(flag) || value.is_boolean()) continue;
+    const CLI::Option* opt = app.get_option_no_throw(flag);
+    if (!opt || value.is_boolean()) continue;
     if (value.is_string() && value.get_ref<const std::string&>().empty()) continue;
     const auto text = [](const nlohmann::json& v) {
       return v.is_string() ? v.get<std::string>() : v.dump();
     };
     if (value.is_array()) {
-      // One occurrence with every value (--scale MIN MAX expects exactly two).
-      args.push_back(flag);
-      for (const auto& v : value) args.push_back(text(v));
+      // The --flag=value form, so that a negative value is read as one and not as a flag: one
+      // value an occurrence, or all in one for a flag of a fixed count (--scale MIN MAX).
+      const bool together = opt->get_items_expected_min() > 1;
+      for (std::size_t i = 0; i < value.size(); ++i)
+        args.push_back(together && i > 0 ? text(value[i]) : flag + "=" + text(value[i]));
     } else {
       args.push_back(flag + "=" + text(value));
     }

@@ -295,6 +295,9 @@ void Trainer::build_model() {
              fmt::join(resumed_->info.classes, ", "), fmt::join(info_.classes, ", "));
     info_.normalization = resumed_->info.normalization;
   }
+  // The files' tensors must back their configs before a model takes memory for them.
+  if (init) check_weights_fit(init->info.config, init->weights, o_.init);
+  if (resumed_) check_weights_fit(info_.config, resumed_->weights, resumed_from_.string());
   Generator init_gen(o_.seed);
   model_ = std::make_unique<models::VisionTransformer>(info_.config, init_gen);
   if (init) {
