@@ -9,8 +9,8 @@
 #pragma once
 #include <cstdint>
 
-#include "core/random.h"
 #include "data/image.h"
+#include "core/random.h"
 
 namespace pw::data {
 

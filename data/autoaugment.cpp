@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "core/error.h"
 #include "data/augment.h"
+#include "core/error.h"
 
 namespace pw::data {
 

@@ -4,8 +4,8 @@
 #include <array>
 #include <string_view>
 
-#include "core/random.h"
 #include "data/image.h"
+#include "core/random.h"
 
 namespace pw::data {
 
