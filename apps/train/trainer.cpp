@@ -704,6 +704,12 @@ void Trainer::save_last() {
 TrainResult Trainer::stopped() {
   if (metrics_) metrics_->flush();
   save_last();
+  // A stopped job ends with exit code 130, and mpirun ends the whole job once one rank has
+  // exited with it: the others leave only after rank 0 has written the checkpoint.
+  if (comm_.size() > 1) {
+    const double written = 1;
+    comm_.allgather(std::span<const double>(&written, 1), "the checkpoint written at the stop");
+  }
   progress_.message(
       fmt::format("stopped at epoch {} step {}; checkpoint saved to {}. Resume with --resume {}",
                   state_.epoch + 1, state_.batch, last_path_.string(), run_dir_.string()));
