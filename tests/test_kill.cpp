@@ -11,6 +11,7 @@
 #include "apps/weights.h"
 #include "cifar_fixture.h"
 #include "core/interrupt.h"
+#include "data/cifar10.h"
 #include "data/loader.h"
 #include "vit_process.h"
 
