@@ -192,36 +192,58 @@ struct EntryInfo {
 };
 
 // Parses JSON, rejecting what nlohmann would otherwise accept silently (a repeated key: it keeps
-// the last one) and anything outside a safetensors header's shape, before it is built: objects
-// only at the root and as its values, arrays only inside those (shape, data_offsets), at most
-// kMaxRank values in an array and kMaxTensors entries. A 100 MB header of '[' or of "[]," would
-// otherwise allocate gigabytes of JSON values before being found wrong.
+// the last one) and what no safetensors header holds, before it is built: a root that is an
+// array, containers nested deeper than an entry's shape or data_offsets, more than kMaxRank
+// values in an array, more than kMaxTensors entries. A 100 MB header of '[' or of "[]," would
+// otherwise allocate gigabytes of JSON values before being found wrong. Smaller misshapes (an
+// entry that is an array, data_offsets given as an object) pass here and get their own message
+// from parse_entry.
 nlohmann::json parse_header_json(std::string_view text, std::string_view source) {
   std::vector<std::set<std::string>> keys;  // one set per open object
-  std::size_t array_values = 0, total_keys = 0, tensors = 0;
+  std::vector<std::size_t> array_values;    // one count per open array
+  std::vector<bool> open_is_array;          // the open containers, innermost last
+  std::size_t total_keys = 0, tensors = 0;
+  auto count_element = [&] {
+    if (open_is_array.empty() || !open_is_array.back()) return;
+    PW_CHECK(++array_values.back() <= kMaxRank,
+             "[safetensors] {}: header JSON has an array of more than {} values", source, kMaxRank);
+  };
+  auto open = [&](int depth, bool is_array) {
+    PW_CHECK(depth > 0 || !is_array, "[safetensors] {}: header is not a JSON object", source);
+    // Below the root only an entry or __metadata__ (objects) holds containers.
+    PW_CHECK(depth < 3 && (depth < 2 || !open_is_array.back()),
+             "[safetensors] {}: header JSON nests deeper than a safetensors header", source);
+    count_element();
+    open_is_array.push_back(is_array);
+    if (is_array)
+      array_values.push_back(0);
+    else
+      keys.emplace_back();
+  };
+  auto close = [&](bool is_array) {
+    open_is_array.pop_back();
+    if (is_array)
+      array_values.pop_back();
+    else
+      keys.pop_back();
+  };
   auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
     switch (event) {
       case E::object_start:
-        PW_CHECK(depth <= 1,
-                 "[safetensors] {}: header JSON nests objects deeper than a safetensors header",
-                 source);
-        keys.emplace_back();
-        break;
-      case E::object_end:
-        keys.pop_back();
+        open(depth, false);
         break;
       case E::array_start:
-        PW_CHECK(depth == 2,
-                 "[safetensors] {}: header JSON has an array outside a tensor's shape or "
-                 "data_offsets",
-                 source);
-        array_values = 0;
+        open(depth, true);
+        break;
+      case E::object_end:
+        close(false);
+        break;
+      case E::array_end:
+        close(true);
         break;
       case E::value:
-        PW_CHECK(depth != 3 || ++array_values <= kMaxRank,
-                 "[safetensors] {}: header JSON has an array of more than {} values", source,
-                 kMaxRank);
+        count_element();
         break;
       case E::key: {
         // The root holds the tensors and __metadata__; the other objects are entries (three
@@ -236,8 +258,6 @@ nlohmann::json parse_header_json(std::string_view text, std::string_view source)
                  source, key);
         break;
       }
-      default:
-        break;
     }
     return true;
   };

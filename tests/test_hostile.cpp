@@ -241,7 +241,8 @@ TEST_CASE("image files: promised formats only, sizes checked first, truncation r
   std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00};
   jpeg.insert(jpeg.end(), 16, 0x11);
   jpeg.resize(32, 0);
-  CHECK_THROWS_WITH(decode(jpeg), Contains("crafted") && Contains("Corrupt JPEG"));
+  // stb 2.30 refuses it while testing the type, as "not of any known type, or corrupt".
+  CHECK_THROWS_WITH(decode(jpeg), Contains("crafted") && Contains("corrupt"));
 
   // A PPM whose pixels stop early was accepted with uninitialised bytes as pixels.
   auto ppm = bytes_of("P6\n4 4\n255\n");
@@ -281,7 +282,7 @@ TEST_CASE("image files: promised formats only, sizes checked first, truncation r
   write_bytes(tmp.path / "x.jpg", jpeg);
   check_refused(
       testing::run_vit({"predict", "--weights", model.string(), (tmp.path / "x.jpg").string()}),
-      "Corrupt JPEG");
+      "corrupt");
   write_bytes(tmp.path / "big.pgm", bytes_of("P5 16000 16000 255\n"));
   check_refused(
       testing::run_vit({"predict", "--weights", model.string(), (tmp.path / "big.pgm").string()}),
@@ -387,9 +388,9 @@ TEST_CASE("a safetensors header of arrays, or of too many tensors, is refused be
     return bytes;
   };
   CHECK_THROWS_WITH(parse_safetensors(file_with_header("[[],[]]")),
-                    Contains("array outside a tensor's shape"));
-  CHECK_THROWS_WITH(parse_safetensors(file_with_header(R"({"a":{"b":{}}})")),
-                    Contains("nests objects deeper"));
+                    Contains("header is not a JSON object"));
+  CHECK_THROWS_WITH(parse_safetensors(file_with_header(R"({"a":{"b":{"c":[]}}})")),
+                    Contains("nests deeper than a safetensors header"));
   std::string rank = R"({"t":{"dtype":"F32","shape":[)";
   for (int i = 0; i < 65; ++i) rank += i ? ",1" : "1";
   rank += R"(],"data_offsets":[0,4]}})";
@@ -413,7 +414,7 @@ TEST_CASE("a safetensors header of arrays, or of too many tensors, is refused be
   arrays.clear();
   arrays.shrink_to_fit();
   check_refused(testing::run_vit({"summary", "--weights", file.string()}),
-                "array outside a tensor's shape", 100);
+                "header is not a JSON object", 100);
 }
 
 TEST_CASE("a model file's errors name the file once", "[hostile]") {

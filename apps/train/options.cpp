@@ -55,7 +55,8 @@ void add_train_flags(CLI::App& app, TrainOptions& o) {
       ->check(CLI::Range(std::int64_t{1}, kMaxEpochs));
   app.add_option("-b,--batch-size", o.batch_size, "Batch size")->check(CLI::Range(1, 65536));
   app.add_option("--opt", o.opt, "Optimizer")->check(CLI::IsMember({"adamw", "adam", "sgd"}));
-  app.add_option("--lr", o.lr, "Peak learning rate")->check(CLI::PositiveNumber)->check(finite);
+  // Zero is allowed, as PyTorch allows it (a frozen run: the tests fine-tune with lr 0).
+  app.add_option("--lr", o.lr, "Peak learning rate")->check(CLI::NonNegativeNumber)->check(finite);
   app.add_option("--min-lr", o.min_lr, "Lowest learning rate of the cosine schedule")
       ->check(finite);
   app.add_option("--weight-decay", o.weight_decay,
