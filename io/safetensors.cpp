@@ -191,78 +191,86 @@ struct EntryInfo {
   std::uint64_t begin, end;
 };
 
-// Parses JSON, rejecting what nlohmann would otherwise accept silently (a repeated key: it keeps
-// the last one) and what no safetensors header holds, before it is built: a root that is an
-// array, containers nested deeper than an entry's shape or data_offsets, more than kMaxRank
-// values in an array, more than kMaxTensors entries. A 100 MB header of '[' or of "[]," would
-// otherwise allocate gigabytes of JSON values before being found wrong. Smaller misshapes (an
-// entry that is an array, data_offsets given as an object) pass here and get their own message
-// from parse_entry.
-nlohmann::json parse_header_json(std::string_view text, std::string_view source) {
-  std::vector<std::set<std::string>> keys;  // one set per open object
-  std::vector<std::size_t> array_values;    // one count per open array
-  std::vector<bool> open_is_array;          // the open containers, innermost last
-  std::size_t total_keys = 0, tensors = 0;
-  auto count_element = [&] {
-    if (open_is_array.empty() || !open_is_array.back()) return;
-    PW_CHECK(++array_values.back() <= kMaxRank,
-             "[safetensors] {}: header JSON has an array of more than {} values", source, kMaxRank);
-  };
-  auto open = [&](int depth, bool is_array) {
-    PW_CHECK(depth > 0 || !is_array, "[safetensors] {}: header is not a JSON object", source);
-    // Below the root only an entry or __metadata__ (objects) holds containers.
-    PW_CHECK(depth < 3 && (depth < 2 || !open_is_array.back()),
-             "[safetensors] {}: header JSON nests deeper than a safetensors header", source);
-    count_element();
-    open_is_array.push_back(is_array);
-    if (is_array)
-      array_values.push_back(0);
-    else
-      keys.emplace_back();
-  };
-  auto close = [&](bool is_array) {
-    open_is_array.pop_back();
-    if (is_array)
-      array_values.pop_back();
-    else
-      keys.pop_back();
-  };
-  auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    switch (event) {
-      case E::object_start:
-        open(depth, false);
-        break;
-      case E::array_start:
-        open(depth, true);
-        break;
-      case E::object_end:
-        close(false);
-        break;
-      case E::array_end:
-        close(true);
-        break;
-      case E::value:
-        count_element();
-        break;
-      case E::key: {
-        // The root holds the tensors and __metadata__; the other objects are entries (three
-        // fields) and the metadata strings.
-        if (depth == 1 && parsed != "__metadata__")
-          PW_CHECK(++tensors <= kMaxTensors,
-                   "[safetensors] {}: header describes more than {} tensors", source, kMaxTensors);
-        PW_CHECK(++total_keys <= 5 * kMaxTensors, "[safetensors] {}: header has more than {} keys",
-                 source, 5 * kMaxTensors);
-        const auto& key = parsed.get_ref<const std::string&>();
-        PW_CHECK(keys.back().insert(key).second, "[safetensors] {}: duplicate key '{}' in header",
-                 source, key);
-        break;
-      }
-    }
+// Scans a header's JSON without building it, rejecting what nlohmann would otherwise accept
+// silently (a repeated key: it keeps the last one) and what no safetensors header holds: a root
+// that is an array, containers nested deeper than an entry's shape or data_offsets, more than
+// kMaxRank values in an array, more than kMaxTensors entries. A 100 MB header of '[' or of "[],"
+// would otherwise allocate gigabytes of JSON values before being found wrong. Smaller misshapes
+// (an entry that is an array, data_offsets given as an object) pass here and get their own
+// message from parse_entry. This is nlohmann's SAX interface rather than its parse callback: the
+// callback parser looks through the enclosing object at every object's end, so a header of
+// 100,000 entries took minutes there; the scan is linear.
+class HeaderScan {
+ public:
+  explicit HeaderScan(std::string_view source) : source_(source) {}
+
+  bool start_object(std::size_t) { return open(false); }
+  bool start_array(std::size_t) { return open(true); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool null() { return value(); }
+  bool boolean(bool) { return value(); }
+  bool number_integer(std::int64_t) { return value(); }
+  bool number_unsigned(std::uint64_t) { return value(); }
+  bool number_float(double, const std::string&) { return value(); }
+  bool string(std::string&) { return value(); }
+  bool binary(std::vector<std::uint8_t>&) { return value(); }
+  bool key(std::string& key) {
+    // The root holds the tensors and __metadata__; the other objects are entries (three
+    // fields) and the metadata strings.
+    if (open_.size() == 1 && key != "__metadata__")
+      PW_CHECK(++tensors_ <= kMaxTensors, "[safetensors] {}: header describes more than {} tensors",
+               source_, kMaxTensors);
+    PW_CHECK(++total_keys_ <= 5 * kMaxTensors, "[safetensors] {}: header has more than {} keys",
+             source_, 5 * kMaxTensors);
+    PW_CHECK(open_.back().keys.insert(key).second, "[safetensors] {}: duplicate key '{}' in header",
+             source_, key);
     return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    fail("[safetensors] {}: header is not valid JSON: {}", source_, e.what());
+  }
+
+ private:
+  struct Container {
+    bool is_array;
+    std::size_t values = 0;      // an array's element count
+    std::set<std::string> keys;  // an object's keys
   };
+
+  bool value() {
+    if (!open_.empty() && open_.back().is_array)
+      PW_CHECK(++open_.back().values <= kMaxRank,
+               "[safetensors] {}: header JSON has an array of more than {} values", source_,
+               kMaxRank);
+    return true;
+  }
+  bool open(bool is_array) {
+    const std::size_t depth = open_.size();
+    PW_CHECK(depth > 0 || !is_array, "[safetensors] {}: header is not a JSON object", source_);
+    // Below the root only an entry or __metadata__ (objects) holds containers.
+    PW_CHECK(depth < 3 && (depth < 2 || !open_.back().is_array),
+             "[safetensors] {}: header JSON nests deeper than a safetensors header", source_);
+    value();
+    open_.push_back(Container{is_array, 0, {}});
+    return true;
+  }
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+
+  std::string_view source_;
+  std::vector<Container> open_;  // innermost last
+  std::size_t total_keys_ = 0, tensors_ = 0;
+};
+
+// The header's JSON, built only after HeaderScan has bounded it.
+nlohmann::json parse_header_json(std::string_view text, std::string_view source) {
+  HeaderScan scan(source);
+  nlohmann::json::sax_parse(text, &scan);
   try {
-    return nlohmann::json::parse(text, callback);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail("[safetensors] {}: header is not valid JSON: {}", source, e.what());
   }
