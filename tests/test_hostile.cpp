@@ -333,27 +333,11 @@ TEST_CASE("checkpoints carry a checksum, and a damaged one names checkpoint-best
   testing::TempDir tmp("hostile-ckpt");
   testing::write_synthetic_cifar(tmp.path / "data", 16, 8);
   const fs::path run = tmp.path / "runs" / "run";
-  const auto train_args = [&](std::vector<std::string> extra) {
-    std::vector<std::string> a{"train",
-                               "--data",
-                               (tmp.path / "data").string(),
-                               "--output",
-                               (tmp.path / "runs").string(),
-                               "--name",
-                               "run",
-                               "--model",
-                               "depth=1",
-                               "--model",
-                               "dim=16",
-                               "--model",
-                               "heads=2",
-                               "--model",
-                               "mlp_dim=16",
-                               "--batch-size",
-                               "8",
-                               "--no-progress"};
-    a.insert(a.end(), extra.begin(), extra.end());
-    return a;
+  const auto train_args = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> flags{"--batch-size", "8"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    return testing::train_args(tmp.path.string(), "run",
+                               {"depth=1", "dim=16", "heads=2", "mlp_dim=16"}, flags);
   };
   REQUIRE(testing::run_vit(train_args({"--epochs", "3", "--stop-after-steps", "4"})).exit_code ==
           0);

@@ -84,26 +84,9 @@ TEST_CASE("SIGTERM during an evaluation stops the run with exit code 130 and a c
   // Few training images and many test images: the evaluation is most of the run.
   testing::write_synthetic_cifar(tmp.path / "data", 16, 3000);
   const fs::path run = tmp.path / "runs" / "run";
-  std::vector<std::string> args{"train",
-                                "--data",
-                                (tmp.path / "data").string(),
-                                "--output",
-                                (tmp.path / "runs").string(),
-                                "--name",
-                                "run",
-                                "--model",
-                                "depth=2",
-                                "--model",
-                                "dim=64",
-                                "--model",
-                                "heads=2",
-                                "--model",
-                                "mlp_dim=128",
-                                "--epochs",
-                                "1",
-                                "--batch-size",
-                                "16",
-                                "--no-progress"};
+  const std::vector<std::string> args =
+      testing::train_args(tmp.path.string(), "run", {"depth=2", "dim=64", "heads=2", "mlp_dim=128"},
+                          {"--epochs", "1", "--batch-size", "16"});
   // The epoch's only step, then a stop: the checkpoint's next task is the evaluation.
   auto first = args;
   first.insert(first.end(), {"--stop-after-steps", "1"});
@@ -144,28 +127,9 @@ TEST_CASE(
   testing::TempDir tmp("kill");
   testing::write_synthetic_cifar(tmp.path / "data", 24, 8);
   const auto args = [&](const std::string& name) {
-    return std::vector<std::string>{"train",
-                                    "--data",
-                                    (tmp.path / "data").string(),
-                                    "--output",
-                                    (tmp.path / "runs").string(),
-                                    "--name",
-                                    name,
-                                    "--model",
-                                    "depth=1",
-                                    "--model",
-                                    "dim=16",
-                                    "--model",
-                                    "heads=2",
-                                    "--model",
-                                    "mlp_dim=16",
-                                    "--epochs",
-                                    "3",
-                                    "--batch-size",
-                                    "8",
-                                    "--dropout",
-                                    "0.1",
-                                    "--no-progress"};
+    return testing::train_args(tmp.path.string(), name,
+                               {"depth=1", "dim=16", "heads=2", "mlp_dim=16"},
+                               {"--epochs", "3", "--batch-size", "8", "--dropout", "0.1"});
   };
   const auto started = std::chrono::steady_clock::now();
   const testing::VitRun reference = testing::run_vit(args("reference"));

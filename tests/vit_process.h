@@ -134,4 +134,16 @@ inline VitRun run_vit(std::vector<std::string> args) {
   return run_vit(call);
 }
 
+// `vit train` on the synthetic CIFAR-10 folder root/data into the run folder root/runs/<name>, with
+// the model's config overrides (`--model key=value` each) and further flags.
+inline std::vector<std::string> train_args(const std::string& root, const std::string& name,
+                                           const std::vector<std::string>& model,
+                                           const std::vector<std::string>& extra) {
+  std::vector<std::string> a{"train",        "--data", root + "/data", "--output",
+                             root + "/runs", "--name", name,           "--no-progress"};
+  for (const auto& m : model) a.insert(a.end(), {"--model", m});
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
 }  // namespace pw::testing
