@@ -17,6 +17,7 @@
 #include "fuzz_util.h"
 #include "io/file_io.h"
 #include "ops/loss.h"
+#include "ops/shape.h"
 #include "optim/ema.h"
 
 namespace fs = std::filesystem;
@@ -77,10 +78,11 @@ void write_model_files(const fs::path& dir, const std::string& stem, const std::
 
 void safetensors_seeds(const fs::path& dir) {
   Generator gen(2);
-  const NamedTensors tensors{{"a", randn({2, 3}, gen)},
-                             {"b", randn({4}, gen, DType::Float64)},
-                             {"c", randn({1, 2, 2}, gen, DType::BFloat16)},
-                             {"empty", zeros({0, 5})}};
+  const NamedTensors tensors{
+      {"a", randn({2, 3}, gen)},
+      {"b", randn({4}, gen, DType::Float64)},
+      {"c", to(randn({1, 2, 2}, gen), DType::BFloat16)},  // randn draws in float32 or float64
+      {"empty", zeros({0, 5})}};
   fuzz::write_bytes(dir / "plain.safetensors", serialize_safetensors(tensors));
   fuzz::write_bytes(dir / "metadata.safetensors", serialize_safetensors(tensors, {{"k", "v"}}));
   fuzz::write_bytes(dir / "checksum.safetensors", serialize_safetensors(tensors, {}, true));
