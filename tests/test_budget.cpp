@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <utility>
 #include <vector>
 
 #include "apps/train/budget.h"
@@ -181,12 +182,15 @@ TEST_CASE("a budgeted run ends within its budget with its lr at the minimum", "[
   REQUIRE(summary.size() == 1);
   REQUIRE(!epochs.empty());  // a slow host fits only one epoch in the budget
   REQUIRE(steps.size() == static_cast<std::size_t>(epochs.back()["global_step"].get<int>()));
-  // The run's slowest step, from its own clock (steps within one epoch).
-  double step_time = 0;
+  // The run's step times from its own clock (consecutive steps within one epoch), by epoch.
+  std::vector<std::pair<int, double>> timed;
   for (std::size_t i = 1; i < steps.size(); ++i)
     if (steps[i]["epoch"] == steps[i - 1]["epoch"])
-      step_time = std::max(step_time, steps[i]["elapsed_seconds"].get<double>() -
-                                          steps[i - 1]["elapsed_seconds"].get<double>());
+      timed.emplace_back(steps[i]["epoch"].get<int>(),
+                         steps[i]["elapsed_seconds"].get<double>() -
+                             steps[i - 1]["elapsed_seconds"].get<double>());
+  double step_time = 0;  // the slowest
+  for (const auto& [epoch, seconds] : timed) step_time = std::max(step_time, seconds);
   const double end = summary[0]["elapsed_seconds"].get<double>();
   // A stall the run could not foresee (the host, the disk) can still end it late by about one
   // step and one evaluation: the tolerance is that, from the run's own clock.
@@ -210,10 +214,8 @@ TEST_CASE("a budgeted run ends within its budget with its lr at the minimum", "[
   // hold. The planner's reaction to a slow host is tested by hand above.
   const double last_lr = steps.back()["lr"].get<double>();
   std::vector<double> late;  // the step times of the run's last epoch
-  for (std::size_t i = 1; i < steps.size(); ++i)
-    if (steps[i]["epoch"] == steps.back()["epoch"] && steps[i]["epoch"] == steps[i - 1]["epoch"])
-      late.push_back(steps[i]["elapsed_seconds"].get<double>() -
-                     steps[i - 1]["elapsed_seconds"].get<double>());
+  for (const auto& [epoch, seconds] : timed)
+    if (epoch == steps.back()["epoch"].get<int>()) late.push_back(seconds);
   std::sort(late.begin(), late.end());
   const bool steady = late.size() >= 3 && late.back() < 2 * late[late.size() / 2];
   if (steady)
