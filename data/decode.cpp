@@ -1,6 +1,7 @@
 #include "data/decode.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -142,6 +143,34 @@ File open_image(const fs::path& path) {
   return f;
 }
 
+// stb's PNG reader grows its buffer for the compressed data to the length a chunk claims before
+// it reads the chunk, so a 60-byte file whose IDAT claims 400 MB made it allocate 800 MB. The
+// chunk lengths are therefore checked against the bytes present first: each chunk (length,
+// type, data, CRC) must end inside the file, up to IEND, after which stb reads nothing.
+void check_png_chunks(std::span<const std::uint8_t> bytes, const std::string& name) {
+  constexpr std::uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (bytes.size() < 8 || !std::equal(kSignature, kSignature + 8, bytes.begin())) return;
+  for (std::size_t pos = 8;;) {
+    PW_CHECK(bytes.size() - pos >= 12,
+             "[image] cannot decode '{}': the file is truncated (it ends before the PNG's IEND "
+             "chunk)",
+             name);
+    const std::uint64_t length = std::uint64_t{bytes[pos]} << 24 |
+                                 std::uint64_t{bytes[pos + 1]} << 16 |
+                                 std::uint64_t{bytes[pos + 2]} << 8 | bytes[pos + 3];
+    const std::string type(reinterpret_cast<const char*>(bytes.data() + pos + 4), 4);
+    std::string shown = type;  // a hostile type may hold any byte, a newline too
+    for (char& c : shown)
+      if (!std::isalpha(static_cast<unsigned char>(c))) c = '?';
+    PW_CHECK(length <= bytes.size() - pos - 12,
+             "[image] cannot decode '{}': the file is truncated (PNG chunk {} at byte {} claims "
+             "{} bytes, {} are left)",
+             name, shown, pos, length, bytes.size() - pos - 12);
+    if (type == "IEND") return;
+    pos += 12 + length;
+  }
+}
+
 }  // namespace
 
 ImageHeader read_image_header(const fs::path& path) {
@@ -154,6 +183,7 @@ Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name)
   // The header first: the size is checked before the decoder allocates anything for it.
   StbSource header_source{bytes};
   const ImageHeader h = read_header(header_source, name);
+  check_png_chunks(bytes, name);
   StbSource source{bytes};
   int w = 0, ht = 0, channels_in_file = 0;
   // Asking for 3 channels makes stb convert grey, grey+alpha and RGBA to RGB for us.

@@ -257,19 +257,31 @@ TEST_CASE("image files: promised formats only, sizes checked first, truncation r
   CHECK_THROWS_WITH(decode(bytes_of("#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 30000 +X 30000\n")),
                     Contains("PNG, JPEG, BMP and PPM/PGM are read"));
 
+  // stb_image_write's output callback, into a std::vector<std::uint8_t>.
+  const auto append_bytes = [](void* ctx, void* data, int n) {
+    auto* out = static_cast<std::vector<std::uint8_t>*>(ctx);
+    out->insert(out->end(), static_cast<std::uint8_t*>(data), static_cast<std::uint8_t*>(data) + n);
+  };
   // A BMP cut short (stb feeds zeros past the end of a BMP without complaint).
   std::vector<std::uint8_t> bmp;
   std::vector<std::uint8_t> rgb(6 * 5 * 3, 200);
-  stbi_write_bmp_to_func(
-      [](void* ctx, void* data, int n) {
-        auto* out = static_cast<std::vector<std::uint8_t>*>(ctx);
-        out->insert(out->end(), static_cast<std::uint8_t*>(data),
-                    static_cast<std::uint8_t*>(data) + n);
-      },
-      &bmp, 6, 5, 3, rgb.data());
+  stbi_write_bmp_to_func(append_bytes, &bmp, 6, 5, 3, rgb.data());
   CHECK(decode(bmp).width == 6);
   bmp.resize(bmp.size() - 20);
   CHECK_THROWS_WITH(decode(bmp), Contains("truncated"));
+  // A PNG whose IDAT chunk claims 400 MB: stb grew its buffer to 800 MB before reading it.
+  std::vector<std::uint8_t> png;
+  stbi_write_png_to_func(append_bytes, &png, 6, 5, 3, rgb.data(), 6 * 3);
+  CHECK(decode(png).width == 6);
+  const std::size_t idat = 8 + 25;  // the signature, then IHDR (13 bytes of data, 12 of frame)
+  REQUIRE(std::string(png.begin() + idat + 4, png.begin() + idat + 8) == "IDAT");
+  auto claim = png;
+  claim[idat] = 0x18, claim[idat + 1] = 0x00;  // 400 MB
+  CHECK_THROWS_WITH(decode(claim), Contains("truncated") && Contains("PNG chunk IDAT"));
+  auto cut = png;
+  cut.resize(cut.size() - 12);  // without its IEND
+  CHECK_THROWS_WITH(decode(cut), Contains("truncated"));
+
   // And the valid PPM it was cut from still reads.
   auto full = bytes_of("P6\n4 4\n255\n");
   full.resize(full.size() + 48, 7);
