@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/json.h"
 #include "io/checkpoint.h"
 #include "io/file_io.h"
 #include "io/safetensors.h"
@@ -100,24 +101,34 @@ nlohmann::json TrainState::to_json() const {
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
   TrainState s;
-  s.epoch = j.at("epoch").get<std::int64_t>();
-  s.batch = j.at("batch").get<std::int64_t>();
-  s.global_step = j.at("global_step").get<std::int64_t>();
+  s.epoch = json_int64(j.at("epoch"), "[checkpoint] train state: epoch");
+  s.batch = json_int64(j.at("batch"), "[checkpoint] train state: batch");
+  s.global_step = json_int64(j.at("global_step"), "[checkpoint] train state: global_step");
   s.best_accuracy = j.at("best_accuracy").get<double>();
-  s.best_epoch = j.at("best_epoch").get<std::int64_t>();
-  const auto rng = j.at("rng").get<std::vector<std::uint64_t>>();
-  PW_CHECK(rng.size() == s.rng.size(), "[checkpoint] RNG state has {} words, expected {}",
-           rng.size(), s.rng.size());
-  std::copy(rng.begin(), rng.end(), s.rng.begin());
+  s.best_epoch = json_int64(j.at("best_epoch"), "[checkpoint] train state: best_epoch");
+  const auto& rng = j.at("rng");
+  PW_CHECK(rng.is_array() && rng.size() == s.rng.size(),
+           "[checkpoint] RNG state has {} words, expected {}", rng.size(), s.rng.size());
+  for (std::size_t i = 0; i < s.rng.size(); ++i) {
+    // get<std::uint64_t>() would convert a float (or a negative number) without a word.
+    PW_CHECK(rng[i].is_number_unsigned(), "[checkpoint] RNG state word {} is {}, not a 64-bit word",
+             i, rng[i].dump());
+    s.rng[i] = rng[i].get<std::uint64_t>();
+  }
   s.scheduler = j.at("scheduler");
   s.precision = j.value("precision", "fp32");  // checkpoints from before bf16 trained in fp32
   s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
-  s.planned_steps = j.value("planned_steps", std::int64_t{0});
+  // Fields that older checkpoints lack: 0 there.
+  const auto optional_int = [&](const char* key) {
+    return j.contains(key) ? json_int64(j.at(key), fmt::format("[checkpoint] train state: {}", key))
+                           : 0;
+  };
+  s.planned_steps = optional_int("planned_steps");
   // Older checkpoints: the position was the step count.
   s.schedule_position = j.value("schedule_position", static_cast<double>(s.global_step));
   s.epoch_loss_sum = j.value("epoch_loss_sum", 0.0);
-  s.epoch_correct = j.value("epoch_correct", std::int64_t{0});
-  s.epoch_seen = j.value("epoch_seen", std::int64_t{0});
+  s.epoch_correct = optional_int("epoch_correct");
+  s.epoch_seen = optional_int("epoch_seen");
   for (const auto& [field, value] : {std::pair<const char*, std::int64_t>{"epoch", s.epoch},
                                      {"batch", s.batch},
                                      {"global_step", s.global_step},

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "core/json.h"
 #include "nn/init.h"
 #include "ops/broadcast.h"
 #include "ops/elementwise.h"
@@ -173,25 +174,26 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
   const nlohmann::json known = to_json(c);
   for (const auto& [key, value] : j.items()) {
     PW_CHECK(known.contains(key), "[ViTConfig] unknown config field '{}'", key);
+    const std::string field = fmt::format("[ViTConfig] field '{}'", key);
     try {
       if (key == "image_size")
-        c.image_size = value.get<std::int64_t>();
+        c.image_size = json_int64(value, field);
       else if (key == "patch_size")
-        c.patch_size = value.get<std::int64_t>();
+        c.patch_size = json_int64(value, field);
       else if (key == "channels")
-        c.channels = value.get<std::int64_t>();
+        c.channels = json_int64(value, field);
       else if (key == "num_classes")
-        c.num_classes = value.get<std::int64_t>();
+        c.num_classes = json_int64(value, field);
       else if (key == "dim")
-        c.dim = value.get<std::int64_t>();
+        c.dim = json_int64(value, field);
       else if (key == "depth")
-        c.depth = value.get<std::int64_t>();
+        c.depth = json_int64(value, field);
       else if (key == "heads")
-        c.heads = value.get<std::int64_t>();
+        c.heads = json_int64(value, field);
       else if (key == "head_dim")
-        c.head_dim = value.get<std::int64_t>();
+        c.head_dim = json_int64(value, field);
       else if (key == "mlp_dim")
-        c.mlp_dim = value.get<std::int64_t>();
+        c.mlp_dim = json_int64(value, field);
       else if (key == "pool")
         c.pool = value.get<std::string>();
       else if (key == "qkv_bias")
@@ -207,7 +209,7 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
       else if (key == "pre_norm")
         c.pre_norm = value.get<bool>();
       else if (key == "head_hidden")
-        c.head_hidden = value.get<std::int64_t>();
+        c.head_hidden = json_int64(value, field);
       else if (key == "eps")
         c.eps = value.get<double>();
       else if (key == "pos_embed")
@@ -215,13 +217,13 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
       else if (key == "stem")
         c.stem = value.get<std::string>();
       else if (key == "stem_layers")
-        c.stem_layers = value.get<std::int64_t>();
+        c.stem_layers = json_int64(value, field);
       else if (key == "stem_channels")
-        c.stem_channels = value.get<std::int64_t>();
+        c.stem_channels = json_int64(value, field);
       else if (key == "stem_kernel")
-        c.stem_kernel = value.get<std::int64_t>();
+        c.stem_kernel = json_int64(value, field);
       else if (key == "stem_stride")
-        c.stem_stride = value.get<std::int64_t>();
+        c.stem_stride = json_int64(value, field);
       else if (key == "stem_pool")
         c.stem_pool = value.get<std::string>();
     } catch (const nlohmann::json::exception&) {

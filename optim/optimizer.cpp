@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/json.h"
 
 namespace pw::optim {
 
@@ -169,7 +170,8 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
       const std::size_t i = parse_index(key, name(), "the state's keys");
       PW_CHECK(i < params.size(), "[{}] load_state_dict: state for parameter {} of {}", name(), i,
                params.size());
-      new_state[i].step = value.at("step").get<std::int64_t>();
+      new_state[i].step = json_int64(
+          value.at("step"), fmt::format("[{}] load_state_dict: step of parameter {}", name(), i));
     }
   }
   for (const auto& [tensor_name, t] : state.tensors) {
