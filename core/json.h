@@ -20,7 +20,7 @@ inline std::int64_t json_int64(const nlohmann::json& v, std::string_view what) {
   if (!fits) {
     std::string text = v.dump();
     if (text.size() > 40) text = text.substr(0, 37) + "...";
-    fail("{}: expected an integer of at most 19 digits, got {}", what, text);
+    fail("{}: expected a 64-bit integer, got {}", what, text);
   }
   return v.get<std::int64_t>();
 }

@@ -174,7 +174,7 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
   const nlohmann::json known = to_json(c);
   for (const auto& [key, value] : j.items()) {
     PW_CHECK(known.contains(key), "[ViTConfig] unknown config field '{}'", key);
-    const std::string field = fmt::format("[ViTConfig] field '{}'", key);
+    const std::string field = fmt::format("[ViTConfig] field '{}' has the wrong type", key);
     try {
       if (key == "image_size")
         c.image_size = json_int64(value, field);

@@ -104,11 +104,11 @@ TEST_CASE("sizes from a weights file or a flag are checked before anything is al
   // An integer field given as a number no int64 holds (once a float-to-int conversion, undefined
   // behaviour, found by fuzz_model_overrides) or as a fraction (once truncated without a word).
   check_refused(testing::run_vit({"summary", "--model", "depth=16111111111111111111111111111"}),
-                "field 'depth': expected an integer");
+                "field 'depth' has the wrong type: expected a 64-bit integer");
   CHECK_THROWS_WITH(models::apply_overrides(tiny_config(), {"depth=1.5"}),
-                    Contains("field 'depth': expected an integer"));
+                    Contains("field 'depth' has the wrong type: expected a 64-bit integer"));
   CHECK_THROWS_WITH(models::apply_overrides(tiny_config(), {"heads=9223372036854775808"}),
-                    Contains("field 'heads': expected an integer"));
+                    Contains("field 'heads' has the wrong type: expected a 64-bit integer"));
 
   // `vit patches --size 1024 --scale 64` once overflowed an int product.
   const fs::path png = tmp.path / "x.png";
