@@ -4,6 +4,7 @@
 
 #include "core/autocast.h"
 #include "core/autograd.h"
+#include "core/interrupt.h"
 #include "core/parallel.h"
 #include "data/loader.h"
 #include "ops/elementwise.h"
@@ -86,6 +87,7 @@ SplitPredictions predict_split(models::VisionTransformer& model, const ModelInfo
   std::vector<Tensor> logits;
   double loss_sum = 0;
   while (auto batch = loader.next()) {
+    check_interrupt("evaluate");  // a signal stops an evaluation within a batch
     Tensor l = predict_logits(model, batch->images, tta);
     const auto n = static_cast<double>(batch->labels.size());
     loss_sum += cross_entropy(l, labels_tensor(batch->labels)).item() * n;

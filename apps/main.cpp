@@ -10,6 +10,7 @@
 
 #include "apps/commands/commands.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "dist/communicator.h"
 
 int main(int argc, char** argv) {
@@ -51,6 +52,10 @@ int main(int argc, char** argv) {
              "bench and allreduce run",
              name);
     return pw::app::run_chosen_command().value_or(0);
+  } catch (const pw::Interrupted& e) {  // a signal before anything was worth saving
+    fmt::print(stderr, "{}\n", e.what());
+    if (pw::dist::world().size() > 1) pw::dist::world().abort(130);  // no rank left waiting
+    return 130;
   } catch (const std::exception& e) {
     return pw::dist::report_fatal(e);
   }

@@ -1,9 +1,12 @@
 #include "apps/weights.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
+#include "core/json.h"
 #include "io/checkpoint.h"
+#include "io/file_io.h"
 #include "io/safetensors.h"
 
 namespace pw::app {
@@ -36,6 +39,37 @@ nlohmann::json model_json(const SafetensorsFile& file, const std::string& key,
   return metadata_json(file.metadata, key, path);
 }
 
+// The model metadata of a file (config, normalisation, classes, data); its documents are parsed
+// by the caller, so that their errors name the file once.
+ModelInfo parse_model_info(const nlohmann::json& config, const nlohmann::json& norm,
+                           const nlohmann::json& classes, const nlohmann::json* data) {
+  ModelInfo info;
+  info.config = models::config_from_json(config);
+  info.normalization.mean = norm.at("mean").get<std::vector<double>>();
+  info.normalization.std = norm.at("std").get<std::vector<double>>();
+  const auto& n = info.normalization;
+  PW_CHECK(n.mean.size() == 3 && n.std.size() == 3,
+           "normalization has {} means and {} stds, expected 3 (RGB)", n.mean.size(), n.std.size());
+  for (std::size_t c = 0; c < n.std.size(); ++c)
+    PW_CHECK(std::isfinite(n.mean[c]) && std::isfinite(n.std[c]) && n.std[c] > 0,
+             "normalization of channel {} is mean {}, std {}; expected finite values, std > 0", c,
+             n.mean[c], n.std[c]);
+  info.classes = classes.get<std::vector<std::string>>();
+  PW_CHECK(static_cast<std::int64_t>(info.classes.size()) == info.config.num_classes,
+           "{} class names for a model of {} classes", info.classes.size(),
+           info.config.num_classes);
+  if (data) {
+    info.dataset = data->value("dataset", info.dataset);
+    info.labels = data->value("labels", info.labels);
+    info.crop_pct = data->value("crop_pct", info.crop_pct);
+    info.val_split = data->value("val_split", info.val_split);
+    info.seed = data->value("seed", info.seed);
+    PW_CHECK(info.crop_pct > 0 && info.crop_pct <= 1, "crop_pct {} is outside (0, 1]",
+             info.crop_pct);
+  }
+  return info;
+}
+
 // Weights are float32 in memory whatever the file stores (BF16 files load too).
 Tensor as_float32(const Tensor& t) {
   return t.dtype() == DType::Float32 ? t : copy_contiguous(t, DType::Float32);
@@ -45,7 +79,7 @@ Tensor as_float32(const Tensor& t) {
 
 void save_model_weights(const std::string& path, const models::VisionTransformer& model,
                         const ModelInfo& info) {
-  save_safetensors(path, model.state_dict(), model_metadata(info));
+  save_safetensors(path, model.state_dict(), model_metadata(info), /*checksum=*/true);
 }
 
 nlohmann::json TrainState::to_json() const {
@@ -67,24 +101,46 @@ nlohmann::json TrainState::to_json() const {
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
   TrainState s;
-  s.epoch = j.at("epoch").get<std::int64_t>();
-  s.batch = j.at("batch").get<std::int64_t>();
-  s.global_step = j.at("global_step").get<std::int64_t>();
+  s.epoch = json_int64(j.at("epoch"), "[checkpoint] train state: epoch");
+  s.batch = json_int64(j.at("batch"), "[checkpoint] train state: batch");
+  s.global_step = json_int64(j.at("global_step"), "[checkpoint] train state: global_step");
   s.best_accuracy = j.at("best_accuracy").get<double>();
-  s.best_epoch = j.at("best_epoch").get<std::int64_t>();
-  const auto rng = j.at("rng").get<std::vector<std::uint64_t>>();
-  PW_CHECK(rng.size() == s.rng.size(), "[checkpoint] RNG state has {} words, expected {}",
-           rng.size(), s.rng.size());
-  std::copy(rng.begin(), rng.end(), s.rng.begin());
+  s.best_epoch = json_int64(j.at("best_epoch"), "[checkpoint] train state: best_epoch");
+  const auto& rng = j.at("rng");
+  PW_CHECK(rng.is_array() && rng.size() == s.rng.size(),
+           "[checkpoint] RNG state has {} words, expected {}", rng.size(), s.rng.size());
+  for (std::size_t i = 0; i < s.rng.size(); ++i) {
+    // get<std::uint64_t>() would convert a float (or a negative number) without a word.
+    PW_CHECK(rng[i].is_number_unsigned(), "[checkpoint] RNG state word {} is {}, not a 64-bit word",
+             i, rng[i].dump());
+    s.rng[i] = rng[i].get<std::uint64_t>();
+  }
   s.scheduler = j.at("scheduler");
   s.precision = j.value("precision", "fp32");  // checkpoints from before bf16 trained in fp32
   s.elapsed_seconds = j.value("elapsed_seconds", 0.0);
-  s.planned_steps = j.value("planned_steps", std::int64_t{0});
+  // Fields that older checkpoints lack: 0 there.
+  const auto optional_int = [&](const char* key) {
+    return j.contains(key) ? json_int64(j.at(key), fmt::format("[checkpoint] train state: {}", key))
+                           : 0;
+  };
+  s.planned_steps = optional_int("planned_steps");
   // Older checkpoints: the position was the step count.
   s.schedule_position = j.value("schedule_position", static_cast<double>(s.global_step));
   s.epoch_loss_sum = j.value("epoch_loss_sum", 0.0);
-  s.epoch_correct = j.value("epoch_correct", std::int64_t{0});
-  s.epoch_seen = j.value("epoch_seen", std::int64_t{0});
+  s.epoch_correct = optional_int("epoch_correct");
+  s.epoch_seen = optional_int("epoch_seen");
+  for (const auto& [field, value] : {std::pair<const char*, std::int64_t>{"epoch", s.epoch},
+                                     {"batch", s.batch},
+                                     {"global_step", s.global_step},
+                                     {"planned_steps", s.planned_steps},
+                                     {"epoch_correct", s.epoch_correct},
+                                     {"epoch_seen", s.epoch_seen}})
+    PW_CHECK(value >= 0, "[checkpoint] train_state {} is {}, expected a count >= 0", field, value);
+  PW_CHECK(std::isfinite(s.elapsed_seconds) && s.elapsed_seconds >= 0,
+           "[checkpoint] train_state elapsed_seconds is {}, expected a time >= 0",
+           s.elapsed_seconds);
+  PW_CHECK(s.precision == "fp32" || s.precision == "bf16",
+           "[checkpoint] train_state precision is '{}', expected fp32 or bf16", s.precision);
   return s;
 }
 
@@ -107,26 +163,22 @@ void save_checkpoint(const std::string& path, const models::VisionTransformer& m
 }
 
 LoadedModel load_model_file(const std::string& path) {
-  const SafetensorsFile file = load_safetensors(path);
+  return parse_model_file(read_file(path), path);
+}
+
+LoadedModel parse_model_file(std::span<const std::uint8_t> bytes, const std::string& path) {
+  const SafetensorsFile file = parse_safetensors(bytes, path);
   LoadedModel out;
+  out.source = path;
+  // The documents' own errors name the file; what is wrong inside them is prefixed once below.
   const nlohmann::json config = model_json(file, "config", path);
   const nlohmann::json norm = model_json(file, "normalization", path);
   const nlohmann::json classes = model_json(file, "classes", path);
+  const std::optional<nlohmann::json> data =
+      file.metadata.count("data") ? std::optional(metadata_json(file.metadata, "data", path))
+                                  : std::nullopt;
   try {
-    out.info.config = models::config_from_json(config);
-    out.info.normalization.mean = norm.at("mean").get<std::vector<double>>();
-    out.info.normalization.std = norm.at("std").get<std::vector<double>>();
-    out.info.classes = classes.get<std::vector<std::string>>();
-    if (file.metadata.count("data")) {
-      const auto data = metadata_json(file.metadata, "data", path);
-      out.info.dataset = data.value("dataset", out.info.dataset);
-      out.info.labels = data.value("labels", out.info.labels);
-      out.info.crop_pct = data.value("crop_pct", out.info.crop_pct);
-      out.info.val_split = data.value("val_split", out.info.val_split);
-      out.info.seed = data.value("seed", out.info.seed);
-      PW_CHECK(out.info.crop_pct > 0 && out.info.crop_pct <= 1,
-               "[load] {}: crop_pct {} is outside (0, 1]", path, out.info.crop_pct);
-    }
+    out.info = parse_model_info(config, norm, classes, data ? &*data : nullptr);
   } catch (const nlohmann::json::exception& e) {
     fail("[load] {}: malformed metadata: {}", path, e.what());
   } catch (const Error& e) {
@@ -152,12 +204,15 @@ LoadedModel load_model_file(const std::string& path) {
   out.weights = group("model");
   out.optimizer.tensors = group("optimizer");
   out.ema = group("ema");
+  out.optimizer.scalars = c.json("optimizer");
+  const nlohmann::json state = c.json("train_state");
+  if (c.metadata.count("model_ema")) out.ema_state = c.json("model_ema");
   try {
-    out.optimizer.scalars = c.json("optimizer");
-    out.state = TrainState::from_json(c.json("train_state"));
-    if (c.metadata.count("model_ema")) out.ema_state = c.json("model_ema");
+    out.state = TrainState::from_json(state);
   } catch (const nlohmann::json::exception& e) {
     fail("[load] {}: malformed checkpoint state: {}", path, e.what());
+  } catch (const Error& e) {
+    fail("[load] {}: {}", path, e.what());
   }
   return out;
 }
@@ -173,6 +228,10 @@ void load_weights_into(models::VisionTransformer& model, const NamedTensors& wei
   NamedTensors adjusted = weights;
   for (auto& [name, t] : adjusted) {
     if (name != "pos_embed" || !learned || t.shape() == model.pos_embed.shape()) continue;
+    // Resized only when the width agrees: the new table's size then follows from the model.
+    PW_CHECK(t.dim() == 3 && t.shape()[2] == model.cfg.dim,
+             "[load] pos_embed has shape {}, which cannot be resized to the model's {}",
+             shape_str(t.shape()), shape_str(model.pos_embed.shape()));
     const std::int64_t prefix = model.cls_token.defined() ? 1 : 0;
     t = models::resize_pos_embed(t, prefix, model.cfg.grid_size(), "bicubic");
   }
@@ -212,7 +271,25 @@ std::string prepare_head_for_finetuning(const models::VisionTransformer& model,
                      fits ? "--reset-head" : "another class count, as timm's num_classes change");
 }
 
+void check_weights_fit(const models::ViTConfig& config, const NamedTensors& weights,
+                       const std::string& source) {
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [name, t] : weights) given[name] = &t;
+  for (const auto& [name, shape] : config.state_dict_shapes()) {
+    auto it = given.find(name);
+    PW_CHECK(it != given.end(), "[load] {}: missing tensor '{}' of shape {} that its config needs",
+             source, name, shape_str(shape));
+    PW_CHECK(it->second->shape() == shape,
+             "[load] {}: tensor '{}' has shape {}, but its config needs {}", source, name,
+             shape_str(it->second->shape()), shape_str(shape));
+    given.erase(it);
+  }
+  PW_CHECK(given.empty(), "[load] {}: unexpected tensor '{}' that its config does not describe",
+           source, given.empty() ? "" : given.begin()->first);
+}
+
 std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded) {
+  check_weights_fit(loaded.info.config, loaded.weights, loaded.source);
   auto model = std::make_unique<models::VisionTransformer>(loaded.info.config);
   load_weights_into(*model, loaded.weights);
   return model;

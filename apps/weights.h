@@ -5,6 +5,7 @@
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,7 @@ void save_checkpoint(const std::string& path, const models::VisionTransformer& m
 
 // A weights file or a checkpoint, read back.
 struct LoadedModel {
+  std::string source;  // the file it came from, for error messages
   ModelInfo info;
   NamedTensors weights;  // timm names
   bool is_checkpoint = false;
@@ -81,7 +83,15 @@ struct LoadedModel {
 };
 // Reads `path` (model.safetensors or a checkpoint); errors name the file and the problem.
 LoadedModel load_model_file(const std::string& path);
-// Builds the model described by a loaded file and loads its weights (strict).
+// The same for a file's bytes held in memory; `source` names it in errors.
+LoadedModel parse_model_file(std::span<const std::uint8_t> bytes, const std::string& source);
+// Throws, naming `source` and the first tensor that differs, unless `weights` are exactly the
+// tensors (names and shapes) of the model `config` describes. Checked before a model is built
+// from a file's config, so that a config claiming a larger model than the file holds is an
+// error before the model takes any memory.
+void check_weights_fit(const models::ViTConfig& config, const NamedTensors& weights,
+                       const std::string& source);
+// Builds the model described by a loaded file (check_weights_fit first) and loads its weights.
 std::unique_ptr<models::VisionTransformer> build_model(const LoadedModel& loaded);
 // Loads weights into `model`, resizing the position embedding when the grids differ.
 void load_weights_into(models::VisionTransformer& model, const NamedTensors& weights,

@@ -6,7 +6,9 @@
 // on this machine (105 MiB of L3 shared by the host); stream_copy_gbps() uses 64.
 // The loops are kept as loops: GCC would otherwise call memcpy/memset, whose non-temporal
 // stores above a size threshold are not what the ops' kernels do.
+#ifndef __clang__
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 

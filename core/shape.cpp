@@ -6,9 +6,19 @@
 
 namespace pw {
 
+std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what) {
+  std::int64_t out;
+  PW_CHECK(!__builtin_mul_overflow(a, b, &out), "[{}] {} x {} overflows a 64-bit count", what, a,
+           b);
+  return out;
+}
+
 std::int64_t numel_of(const Shape& shape) {
   std::int64_t n = 1;
-  for (auto d : shape) n *= d;
+  for (auto d : shape) {
+    if (__builtin_mul_overflow(n, d, &n))
+      fail("[numel] the element count of shape {} overflows a 64-bit count", shape_str(shape));
+  }
   return n;
 }
 
@@ -17,7 +27,8 @@ Shape contiguous_strides(const Shape& shape) {
   std::int64_t s = 1;
   for (std::size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= shape[i];
+    if (__builtin_mul_overflow(s, shape[i], &s))
+      fail("[strides] the element count of shape {} overflows a 64-bit count", shape_str(shape));
   }
   return strides;
 }

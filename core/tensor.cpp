@@ -116,9 +116,11 @@ template std::vector<bfloat16> Tensor::to_vector<bfloat16>() const;
 
 Tensor empty(const Shape& shape, DType dtype) {
   for (auto d : shape) PW_CHECK(d >= 0, "[empty] negative dimension in shape {}", shape_str(shape));
+  // Checked before anything is allocated: a shape may come from a file.
+  const std::int64_t nbytes =
+      checked_mul(numel_of(shape), static_cast<std::int64_t>(dtype_size(dtype)), "empty");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage =
-      std::make_shared<Storage>(static_cast<std::size_t>(numel_of(shape)) * dtype_size(dtype));
+  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(nbytes));
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

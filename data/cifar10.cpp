@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 
 namespace pw::data {
 
@@ -113,8 +114,23 @@ const CifarLayout& cifar100_layout(CifarLabels labels) {
 
 namespace {
 
+// Text entries (the label-name files, long names, pax headers) are read whole; larger ones are
+// not what the format holds.
+constexpr std::uint64_t kMaxTextEntry = 1 << 20;
+// Entry sizes in a tar header above this are corrupt (and would overflow the padding).
+constexpr std::uint64_t kMaxEntrySize = std::uint64_t{1} << 50;
+
 // Fills dst with exactly n bytes or throws.
 using ReadFn = std::function<void(std::uint8_t* dst, std::size_t n)>;
+
+// Grows `v` to hold `size` elements when `claimed` were announced: at most twice what has
+// arrived, never more than announced, so that a size read from an archive header costs memory
+// only as its data actually comes (and a 6 GB claim in a 421-byte file costs nothing).
+template <typename T>
+void grow_for(std::vector<T>& v, std::size_t size, std::size_t claimed) {
+  if (size > v.capacity()) v.reserve(std::min(claimed, std::max(size, 2 * v.capacity())));
+  v.resize(size);
+}
 
 // Appends up to `max_records` (all when negative) records of a batch file of `size` bytes
 // to `out`, validating the size and every label. Returns the bytes consumed.
@@ -128,15 +144,19 @@ std::uint64_t parse_records(const CifarLayout& layout, const ReadFn& read, std::
   std::int64_t records = static_cast<std::int64_t>(size / record_bytes);
   if (max_records >= 0) records = std::min(records, max_records);
   const std::int64_t first = out.size();
-  out.labels.resize(static_cast<std::size_t>(first + records));
-  out.images.resize(static_cast<std::size_t>((first + records) * kImageBytes));
+  const auto claimed = static_cast<std::size_t>(first + records);
   // Records are read in chunks and split into label and image: the file's image bytes are
   // already CHW, so each image is one memcpy.
   constexpr std::int64_t kChunkRecords = 1024;
-  std::vector<std::uint8_t> chunk(static_cast<std::size_t>(kChunkRecords * record_bytes));
+  std::vector<std::uint8_t> chunk(
+      static_cast<std::size_t>(std::min(kChunkRecords, records) * record_bytes));
   for (std::int64_t done = 0; done < records;) {
+    check_interrupt(layout.name.c_str());
     const std::int64_t n = std::min(kChunkRecords, records - done);
     read(chunk.data(), static_cast<std::size_t>(n * record_bytes));
+    const auto have = static_cast<std::size_t>(first + done + n);
+    grow_for(out.labels, have, claimed);
+    grow_for(out.images, have * kImageBytes, claimed * kImageBytes);
     for (std::int64_t r = 0; r < n; ++r) {
       const std::uint8_t* rec = chunk.data() + r * record_bytes;
       // Every label byte is checked, the unused coarse or fine one too: a bad one means a
@@ -237,7 +257,9 @@ void read_folder(const CifarLayout& layout, const fs::path& dir,
     }
   }
   std::string meta;
-  if (std::ifstream in(dir / layout.meta_file); in) {
+  std::error_code ec;
+  const auto meta_size = fs::file_size(dir / layout.meta_file, ec);
+  if (std::ifstream in(dir / layout.meta_file); in && !ec && meta_size < kMaxTextEntry) {
     std::ostringstream s;
     s << in.rdbuf();
     meta = s.str();
@@ -285,10 +307,17 @@ class GzReader {
   void skip(std::uint64_t n, const std::string& what) {
     std::vector<std::uint8_t> scratch(std::min<std::uint64_t>(n, 1 << 20));
     while (n > 0) {
+      check_interrupt(prefix_.c_str());
       const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, scratch.size()));
       read_exact(scratch.data(), k, what);
       n -= k;
     }
+  }
+  // Reads what is left of the stream, so that zlib checks the gzip trailer (length and CRC):
+  // an archive cut short after the entries in use is then reported too.
+  void drain() {
+    std::vector<std::uint8_t> scratch(1 << 16);
+    while (read_some(scratch.data(), scratch.size()) > 0) check_interrupt(prefix_.c_str());
   }
   const std::string& name() const { return name_; }
 
@@ -302,13 +331,22 @@ class GzReader {
 std::uint64_t tar_number(const std::uint8_t* field, std::size_t len, const std::string& prefix,
                          const std::string& archive) {
   std::uint64_t v = 0;
+  const auto too_large = [&] {
+    pw::fail("[{}] {}: corrupt tar header (numeric field out of range)", prefix, archive);
+  };
   if (field[0] & 0x80) {
-    for (std::size_t i = 1; i < len; ++i) v = (v << 8) | field[i];
+    for (std::size_t i = 1; i < len; ++i) {
+      if (v >> 56) too_large();
+      v = (v << 8) | field[i];
+    }
     return v;
   }
   std::size_t i = 0;
   while (i < len && field[i] == ' ') ++i;
-  for (; i < len && field[i] >= '0' && field[i] <= '7'; ++i) v = v * 8 + (field[i] - '0');
+  for (; i < len && field[i] >= '0' && field[i] <= '7'; ++i) {
+    if (v >> 60) too_large();
+    v = v * 8 + (field[i] - '0');
+  }
   PW_CHECK(i == len || field[i] == ' ' || field[i] == '\0',
            "[{}] {}: corrupt tar header (bad numeric field)", prefix, archive);
   return v;
@@ -326,15 +364,24 @@ std::string basename_of(const std::string& path) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
-// The "path" record of a pax extended header ("<len> path=<value>\n" records).
-std::optional<std::string> pax_path(const std::string& text) {
+// The "path" record of a pax extended header ("<len> path=<value>\n" records, <len> counting
+// the whole record). Each length is checked against what is left before it is used, so that
+// a huge one can neither wrap `pos + len` nor send the loop backwards.
+std::optional<std::string> pax_path(const std::string& text, const std::string& prefix,
+                                    const std::string& archive) {
   std::size_t pos = 0;
   while (pos < text.size()) {
-    const auto space = text.find(' ', pos);
-    if (space == std::string::npos) break;
-    const std::size_t len = std::strtoull(text.c_str() + pos, nullptr, 10);
-    if (len == 0 || pos + len > text.size()) break;
-    const std::string record = text.substr(space + 1, pos + len - space - 2);  // drop '\n'
+    std::size_t len = 0, digits = pos;
+    for (; digits < text.size() && text[digits] >= '0' && text[digits] <= '9'; ++digits) {
+      len = len * 10 + static_cast<std::size_t>(text[digits] - '0');
+      PW_CHECK(len <= text.size() - pos,
+               "[{}] {}: corrupt pax header (a record is longer than the header)", prefix, archive);
+    }
+    // At least "<len> k=\n": the digits, a space, a key, '=' and the newline.
+    PW_CHECK(digits > pos && digits < text.size() && text[digits] == ' ' &&
+                 len >= digits - pos + 4 && text[pos + len - 1] == '\n',
+             "[{}] {}: corrupt pax header (bad record at byte {})", prefix, archive, pos);
+    const std::string record = text.substr(digits + 1, pos + len - digits - 2);  // drop '\n'
     if (record.rfind("path=", 0) == 0) return record.substr(5);
     pos += len;
   }
@@ -350,17 +397,11 @@ void read_archive(const CifarLayout& layout, const fs::path& path,
   std::array<std::uint8_t, 512> header{};
   std::uint64_t offset = 0;
   bool ended = false;
-  auto all_done = [&] {
-    return std::all_of(builders.begin(), builders.end(), [](auto* b) { return b->done(); });
-  };
-  // Reading stops once every split is complete; without limits it goes on to the end so that
-  // batches.meta.txt is found wherever it is (it is 60 bytes after test_batch.bin in the official
-  // archive). With a limit, names come from the meta file only if it precedes the stopping point.
   const std::string& prefix = layout.name;
-  const bool limited =
-      std::any_of(builders.begin(), builders.end(), [](auto* b) { return b->limit >= 0; });
-  bool have_meta = false;
-  while (!all_done() || (!limited && !have_meta)) {
+  // Reading goes on to the end of the archive even when the splits are complete (or limited):
+  // the label-name file is found wherever it is (60 bytes after test_batch.bin in the official
+  // CIFAR-10 archive), and a damaged or truncated archive is reported whatever the limits.
+  for (;;) {
     const std::size_t got = gz.read_some(header.data(), header.size());
     if (got == 0) break;  // no end-of-archive marker: judged below by what is missing
     PW_CHECK(got == header.size(), "[{}] {}: truncated archive, data ends inside a header", prefix,
@@ -377,6 +418,8 @@ void read_archive(const CifarLayout& layout, const fs::path& path,
              "[{}] {}: corrupt archive (bad tar header checksum at byte {})", prefix, archive,
              offset);
     const std::uint64_t size = tar_number(header.data() + 124, 12, prefix, archive);
+    PW_CHECK(size <= kMaxEntrySize, "[{}] {}: corrupt tar header (entry of {} bytes)", prefix,
+             archive, size);
     const char type = static_cast<char>(header[156]);
     std::string name = tar_string(header.data(), 100);
     if (std::memcmp(header.data() + 257, "ustar", 5) == 0) {
@@ -391,7 +434,7 @@ void read_archive(const CifarLayout& layout, const fs::path& path,
     std::uint64_t used = 0;
     const bool regular = type == '0' || type == '\0';
     if (type == 'L' || type == 'x' || (regular && basename_of(name) == layout.meta_file)) {
-      PW_CHECK(size < (1u << 20), "[{}] {}: implausible {}-byte entry {}", prefix, archive, size,
+      PW_CHECK(size < kMaxTextEntry, "[{}] {}: implausible {}-byte entry {}", prefix, archive, size,
                what);
       std::string text(size, '\0');
       gz.read_exact(reinterpret_cast<std::uint8_t*>(text.data()), size, what);
@@ -399,11 +442,9 @@ void read_archive(const CifarLayout& layout, const fs::path& path,
       if (type == 'L')
         long_name = tar_string(reinterpret_cast<const std::uint8_t*>(text.data()), size);
       else if (type == 'x')
-        long_name = pax_path(text);
-      else {
+        long_name = pax_path(text, prefix, archive);
+      else
         meta = text;
-        have_meta = true;
-      }
     } else if (regular) {
       const std::string base = basename_of(name);
       for (SplitBuilder* b : builders) {
@@ -418,10 +459,14 @@ void read_archive(const CifarLayout& layout, const fs::path& path,
     offset += padded;
   }
   for (SplitBuilder* b : builders) {
-    if (b->done()) continue;
-    PW_CHECK(ended, "[{}] {}: truncated archive, it ends before {}", prefix, archive,
+    PW_CHECK(ended || b->done(), "[{}] {}: truncated archive, it ends before {}", prefix, archive,
              b->files[b->next]);
-    pw::fail("[{}] {}: missing batch file {}", prefix, archive, b->files[b->next]);
+  }
+  PW_CHECK(ended, "[{}] {}: truncated archive, it ends without the end-of-archive marker", prefix,
+           archive);
+  gz.drain();
+  for (SplitBuilder* b : builders) {
+    PW_CHECK(b->done(), "[{}] {}: missing batch file {}", prefix, archive, b->files[b->next]);
   }
   for (SplitBuilder* b : builders) b->out.class_names = parse_meta(layout, meta);
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/random.h"
 #include "data/decode.h"
 
@@ -178,6 +179,7 @@ void parallel_each(std::int64_t n, int threads, F&& fn) {
   auto work = [&] {
     for (std::int64_t i = next++; i < n; i = next++) {
       try {
+        check_interrupt("folder");  // a stop request ends the reading within an image
         fn(i);
       } catch (...) {
         std::lock_guard lock(mutex);

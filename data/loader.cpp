@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "data/autoaugment.h"
 #include "data/resize.h"
 
@@ -217,14 +218,31 @@ std::optional<Batch> Loader::next() {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   Batch batch;
+  // A stop request (core/interrupt.h) ends the epoch here, before the next batch, and while
+  // waiting for a slow one.
+  const auto stop_if_requested = [this] {
+    if (!interrupt_pending()) return;
+    stop_workers();
+    check_interrupt("loader");
+  };
   if (config_.num_workers == 0) {
     if (next_consume_ >= end_) return std::nullopt;
+    stop_if_requested();
     batch = make_batch(data_, config_, order_, epoch_, next_consume_++);
   } else {
     std::unique_lock lock(mutex_);
     if (next_consume_ >= end_) return std::nullopt;
     const std::int64_t want = next_consume_;
-    ready_cv_.wait(lock, [&] { return ready_.count(want) > 0 || errors_.count(want) > 0; });
+    const auto arrived = [&] { return ready_.count(want) > 0 || errors_.count(want) > 0; };
+    // Woken now and then to look at the stop flag.
+    for (;;) {
+      if (interrupt_pending()) {
+        lock.unlock();
+        stop_if_requested();  // throws
+        lock.lock();
+      }
+      if (ready_cv_.wait_for(lock, std::chrono::milliseconds(50), arrived)) break;
+    }
     if (auto it = errors_.find(want); it != errors_.end()) {
       // The epoch cannot go on past a failed batch: stop here, leave the rest to the caller.
       const std::exception_ptr error = it->second;

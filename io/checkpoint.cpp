@@ -25,7 +25,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
              "[checkpoint] {}: group name '{}' must be non-empty and hold no '.'", path, group);
     for (const auto& [name, t] : members) tensors.emplace_back(group + "." + name, t);
   }
-  save_safetensors(path, tensors, checkpoint.metadata);
+  save_safetensors(path, tensors, checkpoint.metadata, /*checksum=*/true);
 }
 
 Checkpoint checkpoint_from(const SafetensorsFile& file, std::string source) {

@@ -28,7 +28,8 @@ struct Checkpoint {
   const NamedTensors& group(const std::string& name) const;
 };
 
-// Writes every group's tensors under "group." prefixes and the metadata (write_file_atomic).
+// Writes every group's tensors under "group." prefixes and the metadata (write_file_atomic),
+// with the CRC-32 of the tensor data (kDataChecksumKey), which every read verifies.
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 // Reads a file that write_checkpoint wrote.
 Checkpoint read_checkpoint(const std::string& path);

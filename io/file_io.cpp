@@ -4,8 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -67,10 +72,50 @@ void fsync_directory(const std::string& dir, const std::string& path) {
   }
 }
 
+// PATCHWORK_KILL_IN_WRITE (see file_io.h): which write (of the files whose name ends with
+// `suffix`, when one is given), and after how many bytes.
+struct KillPoint {
+  std::int64_t write = -1;
+  std::uint64_t bytes = 0;
+  std::string suffix;
+};
+
+const KillPoint& kill_point() {
+  static const KillPoint point = [] {
+    KillPoint k;
+    if (const char* env = std::getenv("PATCHWORK_KILL_IN_WRITE")) {
+      unsigned long long n = 0, b = 0;
+      int used = 0;
+      if (std::sscanf(env, "%llu:%llu%n", &n, &b, &used) == 2) {
+        k = {static_cast<std::int64_t>(n), b, ""};
+        if (env[used] == ':') k.suffix = env + used + 1;
+      }
+    }
+    return k;
+  }();
+  return point;
+}
+
+std::atomic<std::int64_t> atomic_writes{0};
+
+// Whether this write is the one PATCHWORK_KILL_IN_WRITE chose.
+bool kill_in_this_write(const std::string& path) {
+  const KillPoint& k = kill_point();
+  if (k.write < 0) return false;
+  const bool counted = path.size() >= k.suffix.size() &&
+                       path.compare(path.size() - k.suffix.size(), k.suffix.size(), k.suffix) == 0;
+  return counted && ++atomic_writes == k.write;
+}
+
 }  // namespace
 
 void FileSink::write(const void* data, std::size_t n) {
   const auto* bytes = static_cast<const std::uint8_t*>(data);
+  if (kill_in_write_ && total_ + n >= kill_point().bytes) {
+    flush();  // what came before, then the head of this piece: the file holds exactly `bytes`
+    write_fd(bytes, static_cast<std::size_t>(kill_point().bytes - total_));
+    ::raise(SIGKILL);
+  }
   total_ += n;
   if (buffer_.size() + n > kSinkBufferSize) {
     flush();
@@ -110,8 +155,10 @@ void write_file_atomic(const std::string& path, const std::function<void(FileSin
   }
   TempFileGuard guard(fd, tmp);
   FileSink sink(fd, tmp);
+  sink.kill_in_write_ = kill_in_this_write(path);
   writer(sink);
   sink.flush();
+  if (sink.kill_in_write_) ::raise(SIGKILL);  // the whole file written, not yet renamed
   if (::fsync(fd) != 0) fail("[write_file_atomic] cannot sync '{}': {}", tmp, errno_text(errno));
   guard.close();
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -127,6 +174,25 @@ void write_file_atomic(const std::string& path, std::span<const std::uint8_t> by
 
 void write_file_atomic(const std::string& path, std::string_view text) {
   write_file_atomic(path, [&](FileSink& sink) { sink.write(text); });
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto mark = name.rfind(".tmp.");
+    if (mark == std::string::npos || mark + 5 == name.size() || name.size() - mark - 5 > 9 ||
+        name.find_first_not_of("0123456789", mark + 5) != std::string::npos ||
+        !entry.is_regular_file(ec))
+      continue;
+    // A process that is still running may be writing it: kill(pid, 0) fails with ESRCH only
+    // when there is no such process.
+    const auto pid = static_cast<pid_t>(std::strtol(name.c_str() + mark + 5, nullptr, 10));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (std::filesystem::remove(entry.path(), ec)) removed.push_back(entry.path().string());
+  }
+  return removed;
 }
 
 namespace {

@@ -29,7 +29,10 @@ class FileSink {
 
  private:
   void write_fd(const std::uint8_t* data, std::size_t n);
+  friend void write_file_atomic(const std::string& path,
+                                const std::function<void(FileSink&)>& writer);
 
+  bool kill_in_write_ = false;  // PATCHWORK_KILL_IN_WRITE chose this write
   int fd_;
   std::string path_;
   std::vector<std::uint8_t> buffer_;
@@ -39,10 +42,20 @@ class FileSink {
 // Writes `path` atomically: the callback fills `path.tmp.<pid>`, which is flushed, fsynced and
 // renamed over `path`, then the directory is fsynced. On any error (including one thrown by
 // the callback) the temporary file is removed and `path` is untouched.
+//
+// For crash tests, the environment variable PATCHWORK_KILL_IN_WRITE="<n>:<bytes>[:<suffix>]"
+// makes the process SIGKILL itself inside its n-th atomic write (counting from 1; only writes
+// of paths ending with <suffix> count when it is given), once <bytes> bytes of that file are
+// written, or after the whole file and before its rename when the file is shorter: a kill at a
+// known moment of a checkpoint write.
 void write_file_atomic(const std::string& path, const std::function<void(FileSink&)>& writer);
 // write_file_atomic with fixed contents.
 void write_file_atomic(const std::string& path, std::span<const std::uint8_t> bytes);
 void write_file_atomic(const std::string& path, std::string_view text);
+
+// Removes the temporary files `<name>.tmp.<pid>` in `dir` that write_file_atomic left behind
+// when its process was killed (those of a process still running are kept); returns their paths.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
 
 // The whole file as bytes; throws pw::Error naming the file and the reason.
 std::vector<std::uint8_t> read_file(const std::string& path);

@@ -1,5 +1,7 @@
 #include "io/safetensors.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -108,8 +110,19 @@ struct Layout {
   std::vector<std::pair<std::string, Tensor>> tensors;
 };
 
-Layout plan_layout(const NamedTensors& tensors,
-                   const std::map<std::string, std::string>& metadata) {
+std::size_t nbytes_of(const Tensor& t) {
+  return static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype());
+}
+
+std::string crc32_hex(std::uint32_t crc) {
+  return fmt::format("{:08x}", crc);
+}
+
+Layout plan_layout(const NamedTensors& tensors, std::map<std::string, std::string> metadata,
+                   bool checksum) {
+  // The checksum is the writer's own: one read from another file (a loaded file's metadata
+  // written again) describes other data.
+  metadata.erase(kDataChecksumKey);
   std::set<std::string_view> seen;
   for (const auto& [name, t] : tensors) {
     PW_CHECK(name != "__metadata__", "[safetensors] '__metadata__' cannot name a tensor");
@@ -135,13 +148,19 @@ Layout plan_layout(const NamedTensors& tensors,
     return sa != sb ? sa > sb : a.first < b.first;
   });
 
+  if (checksum) {
+    uLong crc = crc32_z(0, Z_NULL, 0);
+    for (const auto& [name, t] : layout.tensors)
+      crc = crc32_z(crc, static_cast<const Bytef*>(t.raw_data()), nbytes_of(t));
+    metadata[kDataChecksumKey] = crc32_hex(static_cast<std::uint32_t>(crc));
+  }
   // ordered_json keeps insertion order, so the header lists tensors in data order and the
   // fields in the order the reference writer uses.
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
   for (const auto& [name, t] : layout.tensors) {
-    const auto nbytes = static_cast<std::uint64_t>(t.numel()) * dtype_size(t.dtype());
+    const auto nbytes = static_cast<std::uint64_t>(nbytes_of(t));
     header[name] = {{"dtype", code_of(t.dtype())},
                     {"shape", t.shape()},
                     {"data_offsets", {offset, offset + nbytes}}};
@@ -159,7 +178,7 @@ void write_layout(const Layout& layout, const std::function<void(const void*, st
   out(prefix, sizeof(prefix));
   out(layout.header.data(), layout.header.size());
   for (const auto& [name, t] : layout.tensors) {
-    out(t.raw_data(), static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype()));
+    out(t.raw_data(), nbytes_of(t));
   }
 }
 
@@ -172,28 +191,86 @@ struct EntryInfo {
   std::uint64_t begin, end;
 };
 
-// Parses JSON, rejecting what nlohmann would otherwise accept silently: a repeated key (it
-// keeps the last one) and nesting deeper than a valid header has (root > entry > shape), which
-// would otherwise let a 100 MB header of '[' allocate gigabytes.
-nlohmann::json parse_header_json(std::string_view text, std::string_view source) {
-  std::vector<std::set<std::string>> keys;  // one set per open object
-  auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (event == E::object_start || event == E::array_start) {
-      PW_CHECK(depth < 3, "[safetensors] {}: header JSON nests deeper than a safetensors header",
-               source);
-    }
-    if (event == E::object_start) keys.emplace_back();
-    if (event == E::object_end) keys.pop_back();
-    if (event == E::key) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      PW_CHECK(keys.back().insert(key).second, "[safetensors] {}: duplicate key '{}' in header",
-               source, key);
-    }
+// Scans a header's JSON without building it, rejecting what nlohmann would otherwise accept
+// silently (a repeated key: it keeps the last one) and what no safetensors header holds: a root
+// that is an array, containers nested deeper than an entry's shape or data_offsets, more than
+// kMaxRank values in an array, more than kMaxTensors entries. A 100 MB header of '[' or of "[],"
+// would otherwise allocate gigabytes of JSON values before being found wrong. Smaller misshapes
+// (an entry that is an array, data_offsets given as an object) pass here and get their own
+// message from parse_entry. This is nlohmann's SAX interface rather than its parse callback: the
+// callback parser looks through the enclosing object at every object's end, so a header of
+// 100,000 entries took minutes there; the scan is linear.
+class HeaderScan {
+ public:
+  explicit HeaderScan(std::string_view source) : source_(source) {}
+
+  bool start_object(std::size_t) { return open(false); }
+  bool start_array(std::size_t) { return open(true); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool null() { return value(); }
+  bool boolean(bool) { return value(); }
+  bool number_integer(std::int64_t) { return value(); }
+  bool number_unsigned(std::uint64_t) { return value(); }
+  bool number_float(double, const std::string&) { return value(); }
+  bool string(std::string&) { return value(); }
+  bool binary(std::vector<std::uint8_t>&) { return value(); }
+  bool key(std::string& key) {
+    // The root holds the tensors and __metadata__; the other objects are entries (three
+    // fields) and the metadata strings.
+    if (open_.size() == 1 && key != "__metadata__")
+      PW_CHECK(++tensors_ <= kMaxTensors, "[safetensors] {}: header describes more than {} tensors",
+               source_, kMaxTensors);
+    PW_CHECK(++total_keys_ <= 5 * kMaxTensors, "[safetensors] {}: header has more than {} keys",
+             source_, 5 * kMaxTensors);
+    PW_CHECK(open_.back().keys.insert(key).second, "[safetensors] {}: duplicate key '{}' in header",
+             source_, key);
     return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    fail("[safetensors] {}: header is not valid JSON: {}", source_, e.what());
+  }
+
+ private:
+  struct Container {
+    bool is_array;
+    std::size_t values = 0;      // an array's element count
+    std::set<std::string> keys;  // an object's keys
   };
+
+  bool value() {
+    if (!open_.empty() && open_.back().is_array)
+      PW_CHECK(++open_.back().values <= kMaxRank,
+               "[safetensors] {}: header JSON has an array of more than {} values", source_,
+               kMaxRank);
+    return true;
+  }
+  bool open(bool is_array) {
+    const std::size_t depth = open_.size();
+    PW_CHECK(depth > 0 || !is_array, "[safetensors] {}: header is not a JSON object", source_);
+    // Below the root only an entry or __metadata__ (objects) holds containers.
+    PW_CHECK(depth < 3 && (depth < 2 || !open_.back().is_array),
+             "[safetensors] {}: header JSON nests deeper than a safetensors header", source_);
+    value();
+    open_.push_back(Container{is_array, 0, {}});
+    return true;
+  }
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+
+  std::string_view source_;
+  std::vector<Container> open_;  // innermost last
+  std::size_t total_keys_ = 0, tensors_ = 0;
+};
+
+// The header's JSON, built only after HeaderScan has bounded it.
+nlohmann::json parse_header_json(std::string_view text, std::string_view source) {
+  HeaderScan scan(source);
+  nlohmann::json::sax_parse(text, &scan);
   try {
-    return nlohmann::json::parse(text, callback);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail("[safetensors] {}: header is not valid JSON: {}", source, e.what());
   }
@@ -333,13 +410,12 @@ const Tensor& SafetensorsFile::tensor(std::string_view name) const {
   return e.tensor;
 }
 
-std::vector<std::uint8_t> serialize_safetensors(
-    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
-  const Layout layout = plan_layout(tensors, metadata);
+std::vector<std::uint8_t> serialize_safetensors(const NamedTensors& tensors,
+                                                const std::map<std::string, std::string>& metadata,
+                                                bool checksum) {
+  const Layout layout = plan_layout(tensors, metadata, checksum);
   std::size_t total = 8 + layout.header.size();
-  for (const auto& [name, t] : layout.tensors) {
-    total += static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype());
-  }
+  for (const auto& [name, t] : layout.tensors) total += nbytes_of(t);
   // Sized up front and filled with memcpy (vector::insert into an empty vector also trips
   // a false -Wstringop-overflow in GCC 12).
   std::vector<std::uint8_t> bytes(total);
@@ -352,9 +428,9 @@ std::vector<std::uint8_t> serialize_safetensors(
 }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata, bool checksum) {
   // Streams the tensors to the file instead of building the whole file in memory first.
-  const Layout layout = plan_layout(tensors, metadata);
+  const Layout layout = plan_layout(tensors, metadata, checksum);
   write_file_atomic(path, [&](FileSink& sink) {
     write_layout(layout, [&](const void* p, std::size_t n) { sink.write(p, n); });
   });
@@ -417,6 +493,14 @@ SafetensorsFile parse_safetensors(std::span<const std::uint8_t> bytes, std::stri
 
   // Only now, with every offset known to lie inside the buffer, is the data read.
   const std::uint8_t* data = bytes.data() + 8 + n;
+  if (auto it = file.metadata.find(kDataChecksumKey); it != file.metadata.end()) {
+    const auto crc = crc32_hex(static_cast<std::uint32_t>(
+        crc32_z(crc32_z(0, Z_NULL, 0), data, static_cast<std::size_t>(data_bytes))));
+    PW_CHECK(it->second == crc,
+             "[safetensors] {}: the tensor data is damaged: its CRC-32 is {}, the header's {} "
+             "says {}",
+             source, crc, kDataChecksumKey, it->second);
+  }
   for (const auto& e : infos) file.entries.push_back(make_entry(e, data + e.begin));
   return file;
 }

@@ -44,16 +44,33 @@ struct SafetensorsFile {
   const Tensor& tensor(std::string_view name) const;
 };
 
+// The metadata key of the data section's CRC-32 (zlib's polynomial, 8 lowercase hex digits).
+// The writers add it when asked (`checksum`), and the reader verifies it whenever a file has
+// it, so that a flipped bit in the tensor data is an error instead of a silently different
+// model. Other readers see one more metadata string.
+inline constexpr const char* kDataChecksumKey = "data_crc32";
+
+// The reader's limits beyond the reference's 100 MB header: a header may describe at most
+// this many tensors, each of at most kMaxRank dimensions, so that a hostile header cannot
+// make the JSON it parses into many times larger than itself.
+inline constexpr std::size_t kMaxTensors = 100'000;
+inline constexpr std::size_t kMaxRank = 64;
+
 // The bytes of a safetensors file holding `tensors` (F32/F64/BF16, any strides) and `metadata`.
 // Layout follows the reference writer: data ordered by descending dtype size, then by name;
 // "__metadata__" first in the header; header padded with spaces to a multiple of 8 bytes.
+// `checksum` adds kDataChecksumKey to the metadata; a kDataChecksumKey already in `metadata`
+// (read from another file) is dropped either way.
 std::vector<std::uint8_t> serialize_safetensors(
-    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {});
+    const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {},
+    bool checksum = false);
 // Writes serialize_safetensors' bytes to `path` atomically (see write_file_atomic).
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {},
+                      bool checksum = false);
 
-// Parses and validates a whole file held in memory; `source` names it in error messages.
+// Parses and validates a whole file held in memory (verifying its checksum when it has one);
+// `source` names it in error messages.
 SafetensorsFile parse_safetensors(std::span<const std::uint8_t> bytes,
                                   std::string_view source = "<memory>");
 // Reads and parses `path`.

@@ -75,6 +75,15 @@ Tensor resize_pos_embed(const Tensor& pos_embed, std::int64_t prefix, std::int64
   PW_CHECK(pos_embed.dim() == 3 && pos_embed.shape()[0] == 1,
            "[resize_pos_embed] expected (1, T, D), got {}", shape_str(pos_embed.shape()));
   const std::int64_t T = pos_embed.shape()[1], D = pos_embed.shape()[2];
+  // A table from a file may hold no patch tokens at all (or only the prefix): there is then no
+  // grid to sample from, and the taps below would clamp into [0, -1].
+  PW_CHECK(prefix >= 0 && T - prefix >= 1 && D >= 1,
+           "[resize_pos_embed] a position embedding of shape {} holds no patch tokens after {} "
+           "prefix token(s)",
+           shape_str(pos_embed.shape()), prefix);
+  PW_CHECK(new_grid >= 1 && new_grid <= ViTLimits::image_size,
+           "[resize_pos_embed] new grid side must be in [1, {}], got {}", ViTLimits::image_size,
+           new_grid);
   const auto G =
       static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(T - prefix))));
   PW_CHECK(G * G == T - prefix, "[resize_pos_embed] {} patch tokens do not form a square grid",

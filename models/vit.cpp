@@ -1,7 +1,9 @@
 #include "models/vit.h"
 
 #include <cmath>
+#include <tuple>
 
+#include "core/json.h"
 #include "nn/init.h"
 #include "ops/broadcast.h"
 #include "ops/elementwise.h"
@@ -21,33 +23,104 @@ nn::ConvTokenizerConfig ViTConfig::conv_stem() const {
 }
 
 void ViTConfig::validate() const {
+  using L = ViTLimits;
   PW_CHECK(stem == "patch" || stem == "conv",
            "[ViTConfig] stem must be 'patch' or 'conv', got '{}'", stem);
-  PW_CHECK(image_size > 0, "[ViTConfig] image_size must be positive, got {}", image_size);
+  // Each size within its bounds first, so that the products below cannot overflow.
+  for (const auto& [field, value, low, high] :
+       {std::tuple<const char*, std::int64_t, std::int64_t, std::int64_t>{"image_size", image_size,
+                                                                          1, L::image_size},
+        {"channels", channels, 1, L::channels},
+        {"num_classes", num_classes, 1, L::num_classes},
+        {"dim", dim, 1, L::dim},
+        {"depth", depth, 1, L::depth},
+        {"heads", heads, 1, L::heads},
+        {"head_dim", head_dim, 0, L::head_dim},
+        {"mlp_dim", mlp_dim, 1, L::mlp_dim},
+        {"head_hidden", head_hidden, 0, L::mlp_dim},
+        {"stem_layers", stem_layers, 1, L::stem_layers},
+        {"stem_channels", stem_channels, 1, L::stem_channels},
+        {"stem_kernel", stem_kernel, 1, L::stem_kernel},
+        {"stem_stride", stem_stride, 1, L::stem_stride}})
+    PW_CHECK(value >= low && value <= high, "[ViTConfig] {} must be in [{}, {}], got {}", field,
+             low, high, value);
   if (stem == "patch")
-    PW_CHECK(patch_size > 0 && image_size % patch_size == 0,
+    PW_CHECK(patch_size > 0 && patch_size <= image_size && image_size % patch_size == 0,
              "[ViTConfig] image_size {} is not a multiple of patch_size {}", image_size,
              patch_size);
-  PW_CHECK(channels > 0 && num_classes > 0 && dim > 0 && depth > 0 && mlp_dim > 0,
-           "[ViTConfig] channels, num_classes, dim, depth and mlp_dim must be positive");
-  PW_CHECK(heads > 0 && (head_dim > 0 || dim % heads == 0),
-           "[ViTConfig] dim {} is not divisible by {} heads", dim, heads);
+  PW_CHECK(head_dim > 0 || dim % heads == 0, "[ViTConfig] dim {} is not divisible by {} heads", dim,
+           heads);
   PW_CHECK(pool == "cls" || pool == "mean" || pool == "attn",
            "[ViTConfig] pool must be 'cls', 'mean' or 'attn', got '{}'", pool);
   PW_CHECK(pos_embed == "learn" || pos_embed == "sincos" || pos_embed == "none",
            "[ViTConfig] pos_embed must be 'learn', 'sincos' or 'none', got '{}'", pos_embed);
   PW_CHECK(pos_embed != "sincos" || dim % 4 == 0,
            "[ViTConfig] pos_embed 'sincos' needs dim divisible by 4, got dim {}", dim);
-  for (const auto& [field, value] :
-       {std::pair<const char*, std::int64_t>{"stem_layers", stem_layers},
-        {"stem_channels", stem_channels},
-        {"stem_kernel", stem_kernel},
-        {"stem_stride", stem_stride}})
-    PW_CHECK(value > 0, "[ViTConfig] {} must be positive, got {}", field, value);
   PW_CHECK(stem_pool == "max" || stem_pool == "none",
            "[ViTConfig] stem_pool must be 'max' or 'none', got '{}'", stem_pool);
   for (double p : {dropout, attn_dropout, emb_dropout, drop_path})
     PW_CHECK(p >= 0 && p < 1, "[ViTConfig] dropout rates must be in [0, 1), got {}", p);
+  PW_CHECK(eps > 0 && eps < 1, "[ViTConfig] eps must be in (0, 1), got {}", eps);
+  PW_CHECK(num_patches() <= L::tokens,
+           "[ViTConfig] {} tokens ({}x{} grid) is more than the limit of {}", num_patches(),
+           grid_size(), grid_size(), L::tokens);
+  const std::int64_t params = parameter_count();
+  PW_CHECK(params <= L::parameters,
+           "[ViTConfig] the model would have {} parameters, more than the limit of {}", params,
+           L::parameters);
+}
+
+std::vector<std::pair<std::string, Shape>> ViTConfig::state_dict_shapes() const {
+  const std::int64_t D = dim, inner = heads * (head_dim > 0 ? head_dim : dim / heads);
+  std::vector<std::pair<std::string, Shape>> out;
+  auto linear = [&](const std::string& name, std::int64_t in, std::int64_t out_features,
+                    bool bias) {
+    out.emplace_back(name + ".weight", Shape{out_features, in});
+    if (bias) out.emplace_back(name + ".bias", Shape{out_features});
+  };
+  auto layer_norm = [&](const std::string& name) {
+    out.emplace_back(name + ".weight", Shape{D});
+    out.emplace_back(name + ".bias", Shape{D});
+  };
+  if (stem == "conv") {
+    std::int64_t in = channels;
+    for (std::int64_t i = 0; i < stem_layers; ++i) {
+      const std::int64_t o = i + 1 < stem_layers ? stem_channels : D;
+      out.emplace_back(fmt::format("patch_embed.conv.{}.weight", i),
+                       Shape{o, in, stem_kernel, stem_kernel});
+      in = o;
+    }
+  } else {
+    out.emplace_back("patch_embed.proj.weight", Shape{D, channels, patch_size, patch_size});
+    out.emplace_back("patch_embed.proj.bias", Shape{D});
+  }
+  if (pool == "cls") out.emplace_back("cls_token", Shape{1, 1, D});
+  if (pos_embed == "learn") out.emplace_back("pos_embed", Shape{1, num_tokens(), D});
+  for (std::int64_t i = 0; i < depth; ++i) {
+    const std::string b = fmt::format("blocks.{}.", i);
+    layer_norm(b + "norm1");
+    linear(b + "attn.qkv", D, 3 * inner, qkv_bias);
+    // One head spanning the whole width has no output projection (nn::Attention).
+    if (!(heads == 1 && inner == D)) linear(b + "attn.proj", inner, D, true);
+    layer_norm(b + "norm2");
+    linear(b + "mlp.fc1", D, mlp_dim, true);
+    linear(b + "mlp.fc2", mlp_dim, D, true);
+  }
+  layer_norm("norm");
+  if (pool == "attn") linear("attention_pool", D, 1, true);
+  if (head_hidden > 0) {
+    linear("head.fc1", D, head_hidden, true);
+    linear("head.fc2", head_hidden, num_classes, true);
+  } else {
+    linear("head", D, num_classes, true);
+  }
+  return out;
+}
+
+std::int64_t ViTConfig::parameter_count() const {
+  std::int64_t n = 0;
+  for (const auto& [name, shape] : state_dict_shapes()) n += numel_of(shape);
+  return n;
 }
 
 ViTConfig vit_preset(const std::string& name) {
@@ -101,25 +174,26 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
   const nlohmann::json known = to_json(c);
   for (const auto& [key, value] : j.items()) {
     PW_CHECK(known.contains(key), "[ViTConfig] unknown config field '{}'", key);
+    const std::string field = fmt::format("[ViTConfig] field '{}' has the wrong type", key);
     try {
       if (key == "image_size")
-        c.image_size = value.get<std::int64_t>();
+        c.image_size = json_int64(value, field);
       else if (key == "patch_size")
-        c.patch_size = value.get<std::int64_t>();
+        c.patch_size = json_int64(value, field);
       else if (key == "channels")
-        c.channels = value.get<std::int64_t>();
+        c.channels = json_int64(value, field);
       else if (key == "num_classes")
-        c.num_classes = value.get<std::int64_t>();
+        c.num_classes = json_int64(value, field);
       else if (key == "dim")
-        c.dim = value.get<std::int64_t>();
+        c.dim = json_int64(value, field);
       else if (key == "depth")
-        c.depth = value.get<std::int64_t>();
+        c.depth = json_int64(value, field);
       else if (key == "heads")
-        c.heads = value.get<std::int64_t>();
+        c.heads = json_int64(value, field);
       else if (key == "head_dim")
-        c.head_dim = value.get<std::int64_t>();
+        c.head_dim = json_int64(value, field);
       else if (key == "mlp_dim")
-        c.mlp_dim = value.get<std::int64_t>();
+        c.mlp_dim = json_int64(value, field);
       else if (key == "pool")
         c.pool = value.get<std::string>();
       else if (key == "qkv_bias")
@@ -135,7 +209,7 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
       else if (key == "pre_norm")
         c.pre_norm = value.get<bool>();
       else if (key == "head_hidden")
-        c.head_hidden = value.get<std::int64_t>();
+        c.head_hidden = json_int64(value, field);
       else if (key == "eps")
         c.eps = value.get<double>();
       else if (key == "pos_embed")
@@ -143,13 +217,13 @@ ViTConfig config_from_json(const nlohmann::json& j, ViTConfig c) {
       else if (key == "stem")
         c.stem = value.get<std::string>();
       else if (key == "stem_layers")
-        c.stem_layers = value.get<std::int64_t>();
+        c.stem_layers = json_int64(value, field);
       else if (key == "stem_channels")
-        c.stem_channels = value.get<std::int64_t>();
+        c.stem_channels = json_int64(value, field);
       else if (key == "stem_kernel")
-        c.stem_kernel = value.get<std::int64_t>();
+        c.stem_kernel = json_int64(value, field);
       else if (key == "stem_stride")
-        c.stem_stride = value.get<std::int64_t>();
+        c.stem_stride = json_int64(value, field);
       else if (key == "stem_pool")
         c.stem_pool = value.get<std::string>();
     } catch (const nlohmann::json::exception&) {

@@ -71,8 +71,34 @@ struct ViTConfig {
   std::int64_t num_tokens() const { return num_patches() + (pool == "cls" ? 1 : 0); }
   // The stem_* fields as the tokenizer's config.
   nn::ConvTokenizerConfig conv_stem() const;
-  // Throws pw::Error naming the first inconsistent field.
+  // The (name, shape) of every tensor of the model's state dict, worked out from the config
+  // without building the model (a file's tensors are checked against it before the model it
+  // describes takes any memory).
+  std::vector<std::pair<std::string, Shape>> state_dict_shapes() const;
+  // The number of values in the state dict (trainable parameters).
+  std::int64_t parameter_count() const;
+  // Throws pw::Error naming the first inconsistent or out-of-bounds field (see ViTLimits).
   void validate() const;
+};
+
+// The upper bounds validate() enforces: generous for a ViT on a CPU, but finite, so that a
+// config read from a file or a command line can neither overflow a size nor ask for more
+// memory than a machine has.
+struct ViTLimits {
+  static constexpr std::int64_t image_size = 4096;
+  static constexpr std::int64_t channels = 64;
+  static constexpr std::int64_t num_classes = 100'000;
+  static constexpr std::int64_t dim = 16'384;
+  static constexpr std::int64_t depth = 1024;
+  static constexpr std::int64_t heads = 1024;
+  static constexpr std::int64_t head_dim = 4096;
+  static constexpr std::int64_t mlp_dim = 65'536;  // also head_hidden
+  static constexpr std::int64_t stem_layers = 16;
+  static constexpr std::int64_t stem_channels = 4096;
+  static constexpr std::int64_t stem_kernel = 31;
+  static constexpr std::int64_t stem_stride = 16;
+  static constexpr std::int64_t tokens = 65'536;       // a 256 x 256 grid
+  static constexpr std::int64_t parameters = 1 << 28;  // 268M: 1 GiB of float32 weights
 };
 
 // Named presets: "nano", "lite", "small" (see the README); throws on an unknown name.

@@ -20,7 +20,9 @@
 // product read in bfloat16 too, so the backward differentiates exactly what was computed).
 // FP exceptions are never inspected: without trapping math GCC may turn the selects of
 // ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
+#ifndef __clang__  // clang does not trap math by default and has no such pragma
 #pragma GCC optimize("no-trapping-math")
+#endif
 #include "ops/attention.h"
 
 #include <omp.h>
@@ -373,8 +375,8 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
            dropout_p);
   const std::int64_t B = q_in.shape()[0], H = q_in.shape()[1], Nq = q_in.shape()[2],
                      Dh = q_in.shape()[3], Nk = k_in.shape()[2], Dv = v_in.shape()[3];
-  PW_CHECK(B * H * Nq * Nk * Dh * Dv > 0, "[{}] empty inputs {}, {}, {}", op,
-           shape_str(q_in.shape()), shape_str(k_in.shape()), shape_str(v_in.shape()));
+  PW_CHECK(B > 0 && H > 0 && Nq > 0 && Nk > 0 && Dh > 0 && Dv > 0, "[{}] empty inputs {}, {}, {}",
+           op, shape_str(q_in.shape()), shape_str(k_in.shape()), shape_str(v_in.shape()));
   const double scale = scale_opt ? *scale_opt : 1.0 / std::sqrt(static_cast<double>(Dh));
 
   MaskView mv;
@@ -451,7 +453,9 @@ AttentionResult attention(const Tensor& q_in, const Tensor& k_in, const Tensor& 
              }
              const DType dt = q.t.dtype();
              auto [views, grads] = make_grads(n, B, H, Nq, Nk, Dh, Dv, dt);
-             const auto& [dq, dk, dv] = views;
+             // Plain references: the lambda below captures them (clang 14 cannot capture
+             // structured bindings).
+             const Tensor &dq = views[0], &dk = views[1], &dv = views[2];
              PW_DISPATCH(dt, [&] {
                attention_backward<scalar_t>(g, q, k, v, drop.get(), static_cast<scalar_t>(scale),
                                             P.data<scalar_t>(), dq, dk, dv);

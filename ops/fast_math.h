@@ -15,10 +15,13 @@ namespace pw::fast {
 // exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2] (Cody-Waite
 // split of ln 2), exp(r) by Cephes' degree-6 polynomial: about 2 ulp over the float range.
 // Underflows to exactly 0 below -87.3 (so exp(-inf) = 0), saturates at 88.7 and keeps NaN.
-// The clamps are min/max (one instruction each), the underflow one select.
+// The clamps are min/max (one instruction each), the underflow one select. NaN is kept by xc
+// (std::max(NaN, c) is NaN) and travels through r; n comes from xn, where the operands are swapped
+// so that NaN clamps to -87.3 instead: converting NaN to an int is undefined behaviour.
 inline float exp(float x) {
   const float xc = std::min(std::max(x, -87.3f), 88.7f);
-  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  const float xn = std::min(88.7f, std::max(-87.3f, x));
+  const float n = std::floor(xn * 1.44269504088896341f + 0.5f);
   const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;

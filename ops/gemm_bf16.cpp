@@ -22,6 +22,10 @@
 
 #include <omp.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -368,7 +372,11 @@ std::string onednn_cpu_isa() {
 
 bool cpu_has_native_bf16() {
 #if defined(__x86_64__) || defined(__i386__)
-  const bool cpu = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  // AMX-BF16 is CPUID leaf 7, EDX bit 22 (read directly: clang 14's __builtin_cpu_supports does
+  // not know "amx-bf16"); oneDNN's ISA below says whether the OS lets us use it.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool amx_bf16 = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx & (1u << 22));
+  const bool cpu = __builtin_cpu_supports("avx512bf16") || amx_bf16;
 #else
   const bool cpu = false;
 #endif

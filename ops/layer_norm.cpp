@@ -11,8 +11,10 @@
 // FP exceptions are never inspected: without trapping math GCC may turn the selects of
 // ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
 // 512-bit vectors where the CPU has them: the rows are in L1, so the loops are compute-bound.
+#ifndef __clang__  // clang does not trap math by default and has no such pragmas
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC target("prefer-vector-width=512")
+#endif
 #include "ops/layer_norm.h"
 
 #include <omp.h>

@@ -9,7 +9,9 @@
 // that no two threads add into the same element of dx.
 // FP exceptions are never inspected: without trapping math GCC can turn the compare-and-select
 // of the channels-last loop into vector blends.
+#ifndef __clang__  // clang does not trap math by default and has no such pragma
 #pragma GCC optimize("no-trapping-math")
+#endif
 #include "ops/pool.h"
 
 #include <algorithm>

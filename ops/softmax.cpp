@@ -9,8 +9,10 @@
 // ops/fast_math.h into blends and vectorise the loops (no value changes, unlike -ffast-math).
 // The exp loops are compute-bound in cache, so they use 512-bit vectors where the CPU has them
 // (GCC's default tuning stops at 256 bits).
+#ifndef __clang__  // clang does not trap math by default and has no such pragmas
 #pragma GCC optimize("no-trapping-math")
 #pragma GCC target("prefer-vector-width=512")
+#endif
 #include "ops/softmax.h"
 
 #include <algorithm>

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "core/parallel.h"
 
 namespace pw::optim {
@@ -92,7 +93,7 @@ void ModelEma::load_state(const NamedTensors& averages, const nlohmann::json& sc
            given.empty() ? "" : given.begin()->first);
   std::int64_t updates = 0;
   try {
-    updates = scalars.at("updates").get<std::int64_t>();
+    updates = json_int64(scalars.at("updates"), "[ModelEma] load_state: updates");
   } catch (const nlohmann::json::exception& e) {
     fail("[ModelEma] load_state: malformed state: {}", e.what());
   }

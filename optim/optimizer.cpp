@@ -1,9 +1,11 @@
 #include "optim/optimizer.h"
 
+#include <charconv>
 #include <set>
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/json.h"
 
 namespace pw::optim {
 
@@ -125,6 +127,19 @@ OptimizerState Optimizer::state_dict() const {
   return out;
 }
 
+namespace {
+
+// A parameter index as a saved state spells it ("state.<index>..."): decimal digits only.
+std::size_t parse_index(std::string_view text, std::string_view optimizer, std::string_view where) {
+  std::size_t i = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
+  PW_CHECK(!text.empty() && ec == std::errc() && end == text.data() + text.size(),
+           "[{}] load_state_dict: '{}' in {} is not a parameter index", optimizer, text, where);
+  return i;
+}
+
+}  // namespace
+
 void Optimizer::load_state_dict(const OptimizerState& state) {
   const nlohmann::json& s = state.scalars;
   PW_CHECK(s.is_object() && s.contains("optimizer") && s.contains("param_groups"),
@@ -152,10 +167,11 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
   std::vector<ParamState> new_state(params.size());
   if (s.contains("state")) {
     for (const auto& [key, value] : s.at("state").items()) {
-      const std::size_t i = std::stoul(key);
+      const std::size_t i = parse_index(key, name(), "the state's keys");
       PW_CHECK(i < params.size(), "[{}] load_state_dict: state for parameter {} of {}", name(), i,
                params.size());
-      new_state[i].step = value.at("step").get<std::int64_t>();
+      new_state[i].step = json_int64(
+          value.at("step"), fmt::format("[{}] load_state_dict: step of parameter {}", name(), i));
     }
   }
   for (const auto& [tensor_name, t] : state.tensors) {
@@ -164,7 +180,8 @@ void Optimizer::load_state_dict(const OptimizerState& state) {
     const std::size_t dot2 = tensor_name.find('.', dot1 + 1);
     PW_CHECK(tensor_name.rfind("state.", 0) == 0 && dot2 != std::string::npos,
              "[{}] load_state_dict: unexpected tensor name '{}'", name(), tensor_name);
-    const std::size_t i = std::stoul(tensor_name.substr(dot1 + 1, dot2 - dot1 - 1));
+    const std::size_t i = parse_index(
+        std::string_view(tensor_name).substr(dot1 + 1, dot2 - dot1 - 1), name(), tensor_name);
     const std::string buffer = tensor_name.substr(dot2 + 1);
     PW_CHECK(i < params.size(), "[{}] load_state_dict: '{}' names parameter {} of {}", name(),
              tensor_name, i, params.size());

@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace pw::optim {
 
@@ -49,7 +50,7 @@ void LRScheduler::load_state_dict(const nlohmann::json& state) {
            "[{}] load_state_dict: the state has {} groups, the optimizer {}", name(), base.size(),
            base_lrs_.size());
   base_lrs_ = std::move(base);
-  last_epoch_ = state.at("last_epoch").get<std::int64_t>();
+  last_epoch_ = json_int64(state.at("last_epoch"), fmt::format("[{}] last_epoch", name()));
   last_lr_ = state.at("last_lr").get<std::vector<double>>();
 }
 
@@ -328,12 +329,13 @@ nlohmann::json ReduceLROnPlateau::state_dict() const {
 void ReduceLROnPlateau::load_state_dict(const nlohmann::json& state) {
   PW_CHECK(state.is_object() && state.value("scheduler", "") == "ReduceLROnPlateau",
            "[ReduceLROnPlateau] load_state_dict: not a ReduceLROnPlateau state");
-  last_epoch_ = state.at("last_epoch").get<std::int64_t>();
+  last_epoch_ = json_int64(state.at("last_epoch"), "[ReduceLROnPlateau] last_epoch");
   const auto& best = state.at("best");
   best_ = best.is_null() ? (options_.mode == PlateauMode::Min ? INFINITY : -INFINITY)
                          : best.get<double>();
-  num_bad_epochs_ = state.at("num_bad_epochs").get<std::int64_t>();
-  cooldown_counter_ = state.at("cooldown_counter").get<std::int64_t>();
+  num_bad_epochs_ = json_int64(state.at("num_bad_epochs"), "[ReduceLROnPlateau] num_bad_epochs");
+  cooldown_counter_ =
+      json_int64(state.at("cooldown_counter"), "[ReduceLROnPlateau] cooldown_counter");
   last_lr_ = state.at("last_lr").get<std::vector<double>>();
 }
 

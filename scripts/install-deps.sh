@@ -9,6 +9,8 @@ packages=(build-essential cmake pkg-config libopenblas-openmp-dev libfmt-dev cat
           libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
           libcairo2-dev libdnnl-dev ocl-icd-opencl-dev openmpi-bin libopenmpi-dev)
 [ "${PATCHWORK_WITH_TORCH:-0}" = 1 ] && packages+=(python3 python3-torch python3-numpy)
+# make sanitize and make fuzz build with clang: its sanitizer and libFuzzer runtimes, its OpenMP.
+[ "${PATCHWORK_WITH_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev libomp-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -14,6 +14,7 @@
 #include <numeric>
 #include <set>
 
+#include "cifar_fixture.h"
 #include "data/augment.h"
 #include "data/autoaugment.h"
 #include "data/cifar10.h"
@@ -95,34 +96,9 @@ void write_folder(const fs::path& dir) {
 void write_tar_gz(const fs::path& path,
                   const std::vector<std::pair<std::string, std::vector<std::uint8_t>>>& entries,
                   const std::string& folder = "cifar-10-batches-bin") {
-  std::vector<std::uint8_t> tar;
-  for (const auto& [name, bytes] : entries) {
-    std::array<char, 512> h{};
-    const std::string full = folder + "/" + name;
-    std::memcpy(h.data(), full.c_str(), full.size());
-    std::snprintf(h.data() + 100, 8, "%07o", 0644);
-    std::snprintf(h.data() + 108, 8, "%07o", 0);
-    std::snprintf(h.data() + 116, 8, "%07o", 0);
-    std::snprintf(h.data() + 124, 12, "%011llo", static_cast<unsigned long long>(bytes.size()));
-    std::snprintf(h.data() + 136, 12, "%011o", 0);
-    h[156] = '0';
-    std::memcpy(h.data() + 257, "ustar", 6);
-    std::memcpy(h.data() + 263, "00", 2);
-    std::memset(h.data() + 148, ' ', 8);
-    unsigned sum = 0;
-    for (char c : h) sum += static_cast<unsigned char>(c);
-    std::snprintf(h.data() + 148, 8, "%06o", sum);
-    tar.insert(tar.end(), h.begin(), h.end());
-    tar.insert(tar.end(), bytes.begin(), bytes.end());
-    tar.resize((tar.size() + 511) / 512 * 512, 0);
-  }
-  tar.resize(tar.size() + 1024, 0);  // end-of-archive marker
-  fs::create_directories(path.parent_path());
-  gzFile f = gzopen(path.string().c_str(), "wb");
-  REQUIRE(f != nullptr);
-  REQUIRE(gzwrite(f, tar.data(), static_cast<unsigned>(tar.size())) ==
-          static_cast<int>(tar.size()));
-  gzclose(f);
+  std::vector<testing::TarEntry> tar;
+  for (const auto& [name, bytes] : entries) tar.push_back({name, bytes});
+  testing::write_tar_gz(path, tar, folder + "/");
 }
 
 void check_split(const Dataset& d, std::int64_t first_record, std::int64_t n) {

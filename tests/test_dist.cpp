@@ -638,3 +638,34 @@ TEST_CASE("a rank killed with SIGKILL ends the job and the last checkpoint loads
            std::to_string(ckpt.state.global_step + 1), "--no-progress"},
           tmp.path / "resume.log");
 }
+
+TEST_CASE("SIGTERM to one rank during an evaluation stops every rank with a checkpoint",
+          "[dist][mpi][train][signals]") {
+  if (!mpi_available()) return;
+  testing::TempDir tmp("dist-sigterm");
+  // One step an epoch and 2000 test images: the job spends nearly all its time evaluating.
+  testing::write_synthetic_cifar(tmp.path / "data", 8, 2000);
+  auto a = tiny_run(tmp.path / "data", tmp.path / "runs", "sigterm");
+  // A stop that one rank took alone would leave the other waiting: --dist-timeout ends that
+  // with exit code 1 instead of 130.
+  for (const char* s : {"--epochs", "100000", "--batch-size", "8", "--dist-timeout", "20"})
+    a.push_back(s);
+  const fs::path run = tmp.path / "runs" / "sigterm";
+  testing::Child job(command(2, a), tmp.path / "job.log");
+  REQUIRE(job.started());
+  REQUIRE(testing::wait_until(
+      [&] { return fs::exists(run / "checkpoint-last.safetensors") || !job.running(); }, 60));
+  REQUIRE(job.running());
+  const auto rank1 = testing::find_processes("OMPI_COMM_WORLD_RANK=1", tmp.path.string());
+  REQUIRE(rank1.size() == 1);
+  ::kill(rank1[0], SIGTERM);
+  const int code = job.finish(60);
+  const std::string out = job.output();
+  INFO(out);
+  CHECK(code == 130);
+  CHECK_THAT(out, Contains("during the evaluation") && Contains("stopped at epoch"));
+  const app::LoadedModel ckpt =
+      app::load_model_file((run / "checkpoint-last.safetensors").string());
+  CHECK(ckpt.state.global_step >= 1);
+  CHECK(ckpt.state.batch == 1);  // after the epoch's step, before its evaluation ended
+}

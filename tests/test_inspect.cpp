@@ -1,6 +1,5 @@
 // The inspection commands: image files and resizing, predict, attention rollout, patches,
 // summary and plot, on small models and hand-checkable inputs.
-#include <stb_image.h>
 #include <stb_image_write.h>
 
 #include <catch2/catch.hpp>
@@ -479,18 +478,14 @@ TEST_CASE("plot draws a tiny metrics file as a PNG of three panels", "[inspect]"
 
   const fs::path out = tmp.path / "curves.png";
   write_curves_png(tmp.path, out);
-  int w = 0, h_px = 0, n = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load(out.c_str(), &w, &h_px, &n, 3),
-                                               stbi_image_free);
-  REQUIRE(px);
-  CHECK(w == 1560);
-  CHECK(h_px == 480);
+  const data::Image px = load_image(out);
+  CHECK(px.width == 1560);
+  CHECK(px.height == 480);
   // Something was drawn: the curves use colours, not just the black text on white.
   std::int64_t coloured = 0;
-  for (int i = 0; i < w * h_px; ++i) {
-    const auto* p = px.get() + i * 3;
-    coloured += std::abs(p[0] - p[2]) > 60;
-  }
+  const std::size_t plane = static_cast<std::size_t>(px.width) * px.height;
+  for (std::size_t i = 0; i < plane; ++i)
+    coloured += std::abs(px.pixels[i] - px.pixels[2 * plane + i]) > 60;
   CHECK(coloured > 500);
 }
 

@@ -2,6 +2,8 @@
 // dropout, conv2d and patches. Expected numbers marked "PyTorch 1.13" were computed once with
 // torch.nn.functional in float64 and pasted here; the tests never call Python.
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 
 #include "core/autograd.h"
 #include "core/gradcheck.h"
@@ -11,6 +13,7 @@
 #include "ops/conv.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
+#include "ops/fast_math.h"
 #include "ops/layer_norm.h"
 #include "ops/loss.h"
 #include "ops/matmul.h"
@@ -442,6 +445,24 @@ TEST_CASE("float32 kernels with the vectorised exp/erf/tanh stay close to float6
   check([](const Tensor& t) { return silu(t); }, 2e-6);
   check([](const Tensor& t) { return softmax(reshape(t, {24, 100}), 1); }, 1e-6);
   check([](const Tensor& t) { return log_softmax(reshape(t, {24, 100}), 1); }, 1e-5);
+}
+
+TEST_CASE("the vectorised exp, erf and tanh keep NaN and give the limits at the infinities",
+          "[activation]") {
+  // NaN once went through a float-to-int conversion inside exp (undefined behaviour, caught by
+  // UBSan in a run whose loss diverged).
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = INFINITY;
+  CHECK(std::isnan(fast::exp(nan)));
+  CHECK(std::isnan(fast::erf(nan)));
+  CHECK(std::isnan(fast::tanh(nan)));
+  CHECK(fast::exp(-inf) == 0.0f);
+  CHECK(fast::exp(-100.0f) == 0.0f);
+  CHECK(fast::exp(0.0f) == 1.0f);
+  CHECK(fast::exp(88.0f) == Approx(std::exp(88.0)).epsilon(1e-6));
+  CHECK(fast::erf(inf) == 1.0f);
+  CHECK(fast::erf(-inf) == -1.0f);
+  CHECK(fast::tanh(inf) == 1.0f);
+  CHECK(fast::tanh(-inf) == -1.0f);
 }
 
 // ---- fast kernels against their plain reference kernels (ops/nn_kernels.h) ----

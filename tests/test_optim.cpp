@@ -22,6 +22,7 @@
 #include "scoped_threads.h"
 
 using namespace pw;
+using Catch::Matchers::Contains;
 
 namespace {
 
@@ -235,6 +236,35 @@ TEST_CASE("optimizers skip parameters without a gradient and read strided gradie
   adamw.step();  // no gradient: nothing happens, not even the step count
   CHECK(b.to_vector<double>() == Vec{7.0});
   CHECK(adamw.state_dict().scalars.at("state").empty());
+}
+
+TEST_CASE("an optimizer's state loads back, and a malformed one is refused whole", "[optim]") {
+  Tensor a = from_vector(Vec{1.0, 2.0}, {2}).requires_grad_();
+  optim::AdamW adamw({a}, {.lr = 0.1});
+  a.set_grad(from_vector(Vec{0.5, -0.5}, {2}));
+  adamw.step();
+  const optim::OptimizerState saved = adamw.state_dict();
+  REQUIRE(saved.tensors.size() == 2);  // state.0.exp_avg, state.0.exp_avg_sq
+
+  Tensor b = from_vector(Vec{1.0, 2.0}, {2}).requires_grad_();
+  optim::AdamW other({b}, {.lr = 0.1});
+  other.load_state_dict(saved);
+  CHECK(other.state_dict().scalars == saved.scalars);
+  CHECK(other.state_dict().tensors[0].second.to_vector<double>() ==
+        saved.tensors[0].second.to_vector<double>());
+
+  // Indices that are not decimal numbers (a fuzzer's "state.x.exp_avg" once threw
+  // std::invalid_argument from std::stoul), out of range, or a state key that is no index.
+  for (const std::string name : {"state.x.exp_avg", "state..exp_avg", "state.-1.exp_avg",
+                                 "state.99999999999999999999999.exp_avg", "state.1.exp_avg"}) {
+    optim::OptimizerState bad = saved;
+    bad.tensors[0].first = name;
+    CHECK_THROWS_WITH(other.load_state_dict(bad), Contains("AdamW") && Contains(name));
+  }
+  optim::OptimizerState bad_key = saved;
+  bad_key.scalars["state"] = {{"zero", {{"step", 1}}}};
+  CHECK_THROWS_WITH(other.load_state_dict(bad_key), Contains("'zero'"));
+  CHECK(other.state_dict().scalars == saved.scalars);  // unchanged by the failed loads
 }
 
 TEST_CASE("optimizers reject hyperparameters PyTorch rejects", "[optim]") {

@@ -265,7 +265,8 @@ TEST_CASE("the reader names each defect of a malformed file", "[safetensors]") {
     CHECK_THAT(
         parse_error(make_file(R"({"a":{"dtype":"F32","shape":[[1]],"data_offsets":[0,4]}})")),
         Contains("nests deeper than a safetensors header"));
-    CHECK_THAT(parse_error(make_file(std::string(1000, '['))), Contains("nests deeper"));
+    CHECK_THAT(parse_error(make_file(std::string(1000, '['))),
+               Contains("header is not a JSON object"));
   }
   SECTION("duplicate keys, which JSON parsers usually resolve silently") {
     CHECK_THAT(parse_error(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"

@@ -81,9 +81,12 @@ void add_allreduce_command(CLI::App& app) {
   sub->add_option("--preset", o->preset, "Model preset")
       ->check(CLI::IsMember({"nano", "lite", "small"}));
   sub->add_option("--model", o->model, "Override a model config field, key=value");
-  sub->add_option("--steps", o->steps, "Timed allreduces")->check(CLI::PositiveNumber);
-  sub->add_option("--warmup", o->warmup, "Untimed allreduces first")->check(CLI::NonNegativeNumber);
-  sub->add_option("--bucket-mb", o->bucket_mb, "Bucket size in MiB")->check(CLI::PositiveNumber);
+  sub->add_option("--steps", o->steps, "Timed allreduces")->check(CLI::Range(1, 1'000'000));
+  sub->add_option("--warmup", o->warmup, "Untimed allreduces first")
+      ->check(CLI::Range(0, 1'000'000));
+  sub->add_option("--bucket-mb", o->bucket_mb, "Bucket size in MiB")
+      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.0, 65536.0));
   sub->add_flag("--blocking", o->blocking,
                 "Use MPI's blocking MPI_Allreduce (no --dist-timeout) instead of the polled one");
   sub->add_flag("--json", o->json, "One JSON line instead of a table");

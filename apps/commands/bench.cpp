@@ -176,12 +176,12 @@ void add_bench_command(CLI::App& app) {
   sub->add_option("--preset", o->preset, "Model preset")
       ->check(CLI::IsMember({"nano", "lite", "small"}));
   sub->add_option("--model", o->model, "Override a model config field, key=value");
-  sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::PositiveNumber);
+  sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::Range(1, 65536));
   sub->add_option("--threads", o->threads,
                   "Compute threads (0: all cores, shared by the ranks of this machine)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--steps", o->steps, "Timed steps")->check(CLI::PositiveNumber);
-  sub->add_option("--warmup", o->warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1024));
+  sub->add_option("--steps", o->steps, "Timed steps")->check(CLI::Range(1, 1'000'000));
+  sub->add_option("--warmup", o->warmup, "Untimed steps first")->check(CLI::Range(0, 1'000'000));
   add_precision_flag(*sub, o->precision);
   sub->add_flag("--json", o->json, "One JSON line instead of a table");
   when_chosen(*sub, [o] {

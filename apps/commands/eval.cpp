@@ -109,13 +109,13 @@ void add_eval_command(CLI::App& app) {
                   "The seed that drew --val-split (default: the weights' training seed)");
   sub->add_option("--cache-mb", o->cache_mb,
                   "Image folders: decoded images kept in memory up to this many MiB")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 24));
   sub->add_option("--workers", o->workers, "Data-loading threads")->check(CLI::Range(1, 16));
   sub->add_option("--limit-test", o->limit_test, "Use only the first N test images (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0, 1'000'000'000));
+  sub->add_option("-b,--batch-size", o->batch_size, "Batch size")->check(CLI::Range(1, 65536));
   sub->add_option("--threads", o->threads, "Compute threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1024));
   add_precision_flag(*sub, o->precision);
   sub->add_option("--tta", o->tta,
                   "Test-time augmentation: flip averages the logits of each image and its mirror")

@@ -18,6 +18,12 @@ data::Image patch_grid(const data::Image& image, int patch, int scale, int gap, 
   PW_CHECK(scale >= 1 && gap >= 0, "[patches] scale must be >= 1 and gap >= 0, got {} and {}",
            scale, gap);
   const int rows = image.height / patch, cols = image.width / patch, tile = patch * scale;
+  const std::int64_t out_h = std::int64_t{rows} * tile + std::int64_t{rows - 1} * gap,
+                     out_w = std::int64_t{cols} * tile + std::int64_t{cols - 1} * gap;
+  PW_CHECK(out_h * out_w * image.channels <= data::kMaxImageBytes,
+           "[patches] the grid would be {}x{} pixels, more than the {}-byte limit of an image; "
+           "lower --scale, --size or --gap",
+           out_h, out_w, data::kMaxImageBytes);
   data::Image out(image.channels, rows * tile + (rows - 1) * gap, cols * tile + (cols - 1) * gap,
                   fill);
   for (int c = 0; c < image.channels; ++c)

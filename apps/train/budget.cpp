@@ -39,6 +39,10 @@ double parse_duration(const std::string& text, const std::string& flag) {
   }
   PW_CHECK(std::isfinite(total) && total > 0, "[{}] the duration must be positive, got '{}'", flag,
            text);
+  // Finite and far from what step counts (int64) computed from it could not hold.
+  constexpr double kMaxSeconds = 1000.0 * 24 * 3600;
+  PW_CHECK(total <= kMaxSeconds, "[{}] the duration must be at most 1000 days, got '{}'", flag,
+           text);
   return total;
 }
 

@@ -11,17 +11,21 @@ void MetricsLog::load_until(std::int64_t global_step) {
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
+    // A line that is not a record of ours is dropped (value() would throw on other types).
     auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded()) continue;
-    if (j.value("type", "") == "summary") continue;
-    if (j.value("global_step", std::int64_t{0}) <= global_step) lines_.push_back(line);
+    if (!j.is_object()) continue;
+    const auto type = j.find("type"), step = j.find("global_step");
+    if (type != j.end() && *type == "summary") continue;
+    if (step != j.end() && !step->is_number_integer()) continue;
+    if (step == j.end() || step->get<std::int64_t>() <= global_step) lines_.push_back(line);
   }
 }
 
 nlohmann::json MetricsLog::last_evaluation() const {
   for (auto it = lines_.rbegin(); it != lines_.rend(); ++it) {
     auto j = nlohmann::json::parse(*it, nullptr, false);
-    if (!j.is_discarded() && j.value("type", "") == "epoch" && j.contains("test_accuracy"))
+    if (j.is_object() && j["type"] == "epoch" && j.contains("test_accuracy") &&
+        j["test_accuracy"].is_number())
       return j;
   }
   return nullptr;

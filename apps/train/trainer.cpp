@@ -3,14 +3,13 @@
 #include <omp.h>
 
 #include <array>
-#include <atomic>
 #include <cmath>
-#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <thread>
 
 #include "apps/commands/plot.h"
+#include "apps/train/resume.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "data/datasets.h"
@@ -23,11 +22,6 @@ extern "C" void openblas_set_num_threads(int);
 namespace pw::app {
 namespace fs = std::filesystem;
 namespace {
-
-std::atomic<bool> stop_requested{false};
-extern "C" void on_signal(int) {
-  stop_requested.store(true);
-}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
@@ -117,10 +111,6 @@ fs::path resolve_resume_checkpoint(const std::string& resume) {
 
 }  // namespace
 
-void request_stop() {
-  stop_requested.store(true);
-}
-
 TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app) {
   if (cli.resume.empty()) return cli;
   const fs::path ckpt = resolve_resume_checkpoint(cli.resume);
@@ -148,7 +138,8 @@ TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app) 
   TrainOptions o;
   try {
     o = saved.get<TrainOptions>();
-  } catch (const nlohmann::json::exception& e) {
+    validate_train_options(o);         // exactly the checks of the command line
+  } catch (const std::exception& e) {  // a JSON type error or a value the flags refuse
     fail("[--resume] {} does not hold valid training arguments: {}", args_path.string(), e.what());
   }
   o.output = ckpt.parent_path().parent_path().string();
@@ -166,13 +157,11 @@ TrainResult train(TrainOptions o, dist::Communicator& comm) {
 Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     : o_((validate_train_options(options), std::move(options))),
       comm_(comm),
+      signals_(comm.size() == 1 ? StopOnSignals::Checks::Throw : StopOnSignals::Checks::Poll),
       t_start_(Clock::now()),
       progress_(comm.is_root() ? stdout : nullptr, o_.progress, o_.log_every) {
   set_compute_threads(o_.threads > 0 ? o_.threads : dist::default_threads(comm_));
   comm_.set_timeout(o_.dist_timeout);
-  stop_requested.store(false);
-  prev_sigint_ = std::signal(SIGINT, on_signal);
-  prev_sigterm_ = std::signal(SIGTERM, on_signal);
   // auto is resolved once, and the run saves (args.json, checkpoints) what it resolved to, so
   // that --resume keeps the precision even on another machine.
   precision_ = resolve_precision(o_.precision);
@@ -187,10 +176,7 @@ Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
   plan_budget();
 }
 
-Trainer::~Trainer() {
-  std::signal(SIGINT, prev_sigint_);
-  std::signal(SIGTERM, prev_sigterm_);
-}
+Trainer::~Trainer() = default;
 
 void Trainer::load_data() {
   data::DatasetOptions d;
@@ -239,7 +225,11 @@ void Trainer::open_run() {
   if (!o_.resume.empty()) {
     const fs::path ckpt = resolve_resume_checkpoint(o_.resume);
     run_dir_ = ckpt.parent_path();
-    resumed_ = load_model_file(ckpt.string());
+    if (comm_.is_root())
+      for (const std::string& removed : remove_stale_temporaries(run_dir_.string()))
+        progress_.message(
+            fmt::format("removed {}, left behind by a write that was killed", removed));
+    resumed_ = load_resume_checkpoint(ckpt);
     resumed_from_ = ckpt;
     PW_CHECK(resumed_->is_checkpoint, "[--resume] {} is a weights file, not a checkpoint",
              ckpt.string());
@@ -305,6 +295,9 @@ void Trainer::build_model() {
              fmt::join(resumed_->info.classes, ", "), fmt::join(info_.classes, ", "));
     info_.normalization = resumed_->info.normalization;
   }
+  // The files' tensors must back their configs before a model takes memory for them.
+  if (init) check_weights_fit(init->info.config, init->weights, o_.init);
+  if (resumed_) check_weights_fit(info_.config, resumed_->weights, resumed_from_.string());
   Generator init_gen(o_.seed);
   model_ = std::make_unique<models::VisionTransformer>(info_.config, init_gen);
   if (init) {
@@ -403,7 +396,7 @@ std::int64_t Trainer::planned_epochs() const {
 
 // ---- the loop ----
 
-TrainResult Trainer::run() {
+TrainResult Trainer::run() try {
   result_.run_dir = run_dir_.string();
   result_.best_accuracy = state_.best_accuracy;
   model_->train();
@@ -420,6 +413,12 @@ TrainResult Trainer::run() {
     end_epoch(e);
   }
   return finish();
+} catch (const Interrupted& e) {
+  // A signal seen while waiting for data or evaluating (core/interrupt.h; on several ranks
+  // raised by all of them together): the state is that after the last step, so the checkpoint
+  // resumes exactly.
+  progress_.message(e.what());
+  return stopped();
 }
 
 bool Trainer::train_epoch(Epoch& e) {
@@ -443,7 +442,7 @@ void Trainer::train_step(const data::Batch& batch, Epoch& e) {
   const double lr = optimizer_->param_groups()[0].lr;
   optimizer_->zero_grad();
   Tensor loss_sum;
-  double local[3] = {0, 0, stop_requested.load() ? 1.0 : 0.0};  // loss sum, correct, stop
+  double local[3] = {0, 0, stop_requested() ? 1.0 : 0.0};  // loss sum, correct, stop
   if (n > 0) {
     Tensor logits;
     {
@@ -566,13 +565,16 @@ void Trainer::resize_schedule(std::int64_t total) {
   schedule_.per_step->set_epoch(std::llround(position_.value()));
 }
 
-// Each rank evaluates its share of the test batches; the sums are reduced in rank order.
+// Each rank evaluates its share of the test batches; the sums are reduced in rank order. A stop
+// request ends the evaluation: on one process within a batch (predict_split), on several ranks
+// once every rank has evaluated its share, when the exchanged sums show that some rank has one,
+// so that all ranks stop together (stopped() saves the state after the last step).
 Trainer::Evaluation Trainer::evaluate() {
   const auto start = Clock::now();
   const data::Dataset& split = comm_.size() > 1 ? test_shard_ : data_.test;
   const auto workers = static_cast<int>(o_.workers);
-  // (loss sum, correct) of the weights, then of the EMA's
-  double local[4] = {0, 0, 0, 0};
+  // (loss sum, correct) of the weights, then of the EMA's, then the stop request
+  double local[5] = {0, 0, 0, 0, 0};
   auto run = [&](models::VisionTransformer& model, double* out) {
     const SplitPredictions p =
         predict_split(model, info_, split, o_.batch_size, workers, precision_.bf16(), tta_);
@@ -584,8 +586,10 @@ Trainer::Evaluation Trainer::evaluate() {
     ema_->copy_to(ema_model_->state_dict());
     run(*ema_model_, local + 2);
   }
+  local[4] = stop_requested() ? 1.0 : 0.0;
   const auto sum = dist::sum_over_ranks(
       comm_, local, fmt::format("the evaluation after step {}", state_.global_step));
+  if (sum[4] > 0) throw Interrupted("[train] stopped by a signal during the evaluation");
   const auto total = static_cast<double>(data_.test.size());
   Evaluation ev;
   ev.loss = total > 0 ? sum[0] / total : 0.0;
@@ -700,6 +704,12 @@ void Trainer::save_last() {
 TrainResult Trainer::stopped() {
   if (metrics_) metrics_->flush();
   save_last();
+  // A stopped job ends with exit code 130, and mpirun ends the whole job once one rank has
+  // exited with it: the others leave only after rank 0 has written the checkpoint.
+  if (comm_.size() > 1) {
+    const double written = 1;
+    comm_.allgather(std::span<const double>(&written, 1), "the checkpoint written at the stop");
+  }
   progress_.message(
       fmt::format("stopped at epoch {} step {}; checkpoint saved to {}. Resume with --resume {}",
                   state_.epoch + 1, state_.batch, last_path_.string(), run_dir_.string()));
@@ -746,14 +756,19 @@ TrainResult Trainer::finish() {
   if (budget_) summary["time_budget_seconds"] = *budget_;
   metrics_->add(summary);
   metrics_->flush();
+  // An accuracy is -1 when nothing says what it was (a resumed finished run whose metrics.jsonl
+  // lost its evaluations).
+  const auto percent = [](double accuracy) {
+    return accuracy < 0 ? std::string("unknown") : fmt::format("{:.2f}%", 100 * accuracy);
+  };
   progress_.message(fmt::format(
-      "done in {}{}: best test accuracy {:.2f}% (epoch {}), final {:.2f}%, {:.0f} train "
-      "images/s\nrun folder: {}",
+      "done in {}{}: best test accuracy {} (epoch {}), final {}, {:.0f} train images/s\nrun "
+      "folder: {}",
       format_duration(result_.wall_seconds),
       budget_ ? fmt::format(" (budget {})", describe_duration(*budget_)) : "",
-      100 * result_.best_accuracy, state_.best_epoch,
-      100 * (use_ema ? result_.final_accuracy_ema : result_.final_accuracy), result_.images_per_sec,
-      run_dir_.string()));
+      percent(result_.best_accuracy), state_.best_epoch,
+      percent(use_ema ? result_.final_accuracy_ema : result_.final_accuracy),
+      result_.images_per_sec, run_dir_.string()));
   return result_;
 }
 

@@ -29,6 +29,7 @@
 #include "apps/train/progress.h"
 #include "apps/train/schedule.h"
 #include "apps/weights.h"
+#include "core/interrupt.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "dist/buckets.h"
@@ -103,8 +104,9 @@ class Trainer {
 
   TrainOptions o_;
   dist::Communicator& comm_;
-  void (*prev_sigint_)(int) = nullptr;  // the handlers before the run's, restored at its end
-  void (*prev_sigterm_)(int) = nullptr;
+  // Ctrl-C and SIGTERM stop the run with a checkpoint (core/interrupt.h): on one process within
+  // a batch wherever the run is; on several ranks at the next collective, all together.
+  StopOnSignals signals_;
   const Clock::time_point t_start_;  // wall time counts from here, data loading included
   Progress progress_;
   PrecisionChoice precision_;
@@ -150,8 +152,5 @@ TrainOptions merge_resume_options(const TrainOptions& cli, const CLI::App& app);
 
 // Sets the OpenMP and OpenBLAS thread counts (0 keeps the default: all cores).
 void set_compute_threads(std::int64_t threads);
-
-// Asks a running train() to stop at the next step, saving a checkpoint (signal-safe).
-void request_stop();
 
 }  // namespace pw::app
