@@ -103,289 +103,165 @@ T cast(double s) {
   return static_cast<T>(s);
 }
 
-// Each entry: name, scalar form, saves a / b / out, gradcheck domain, forward, d/da, d/db.
-// Formulas use the ops themselves, so that they broadcast and run on any dtype.
-constexpr ElementwiseOp kAdd{"add",
-                             false,
-                             false,
-                             false,
-                             false,
-                             GradDomain::Any,
-                             [](const Tensor& a, const Tensor& b, double) {
-                               return binary("add", a, b, [](auto x, auto y) { return x + y; });
-                             },
-                             [](const Tensor& g, const Saved&) { return g; },
-                             [](const Tensor& g, const Saved&) { return g; }};
-constexpr ElementwiseOp kSub{"sub",
-                             false,
-                             false,
-                             false,
-                             false,
-                             GradDomain::Any,
-                             [](const Tensor& a, const Tensor& b, double) {
-                               return binary("sub", a, b, [](auto x, auto y) { return x - y; });
-                             },
-                             [](const Tensor& g, const Saved&) { return g; },
-                             [](const Tensor& g, const Saved&) { return neg(g); }};
-constexpr ElementwiseOp kMul{"mul",
-                             false,
-                             true,
-                             true,
-                             false,
-                             GradDomain::Any,
-                             [](const Tensor& a, const Tensor& b, double) {
-                               return binary("mul", a, b, [](auto x, auto y) { return x * y; });
-                             },
-                             [](const Tensor& g, const Saved& s) { return mul(g, s.b); },
-                             [](const Tensor& g, const Saved& s) { return mul(g, s.a); }};
+// Each entry: its name, what its formulas read (saves_*), the domain its gradient is checked on,
+// its forward, and d/da, d/db applied to the output's gradient. Formulas use the ops themselves,
+// so that they broadcast and run on any dtype.
+// clang-format off
+constexpr ElementwiseOp kAdd{
+    .name = "add",
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("add", a, b, [](auto x, auto y) { return x + y; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return g; },
+    .grad_b = [](const Tensor& g, const Saved&) { return g; }};
+constexpr ElementwiseOp kSub{
+    .name = "sub",
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("sub", a, b, [](auto x, auto y) { return x - y; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return g; },
+    .grad_b = [](const Tensor& g, const Saved&) { return neg(g); }};
+constexpr ElementwiseOp kMul{
+    .name = "mul", .saves_a = true, .saves_b = true,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("mul", a, b, [](auto x, auto y) { return x * y; }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, s.b); },
+    .grad_b = [](const Tensor& g, const Saved& s) { return mul(g, s.a); }};
 constexpr ElementwiseOp kDiv{
-    "div",
-    false,
-    false,
-    true,
-    true,
-    GradDomain::AwayFromZero,
-    [](const Tensor& a, const Tensor& b, double) {
-      return binary("div", a, b, [](auto x, auto y) { return x / y; });
-    },
-    [](const Tensor& g, const Saved& s) { return div(g, s.b); },                    // 1/b
-    [](const Tensor& g, const Saved& s) { return neg(div(mul(g, s.out), s.b)); }};  // -(a/b)/b
+    .name = "div", .saves_b = true, .saves_out = true, .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("div", a, b, [](auto x, auto y) { return x / y; }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return div(g, s.b); },  // 1/b
+    .grad_b = [](const Tensor& g, const Saved& s) {
+      return neg(div(mul(g, s.out), s.b)); }};  // -(a/b)/b
 // d(a^b)/da = b a^(b-1), taken as 0 where b == 0 (so 0^0 gives 0, not 0 * inf); d(a^b)/db =
 // a^b log a, taken as 0 where a == 0 and b >= 0 (a^b is 0 or 1 there and PyTorch defines it
 // so). Both as in PyTorch's pow_backward.
 constexpr ElementwiseOp kPow{
-    "pow",
-    false,
-    true,
-    true,
-    false,
-    GradDomain::Positive,
-    [](const Tensor& a, const Tensor& b, double) {
-      return binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); });
-    },
-    [](const Tensor& g, const Saved& s) {
+    .name = "pow", .saves_a = true, .saves_b = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
       return ternary("pow_backward", g, s.a, s.b, [](auto gy, auto x, auto y) {
         using T = decltype(gy);
         return y == 0 ? T(0) : gy * y * std::pow(x, y - 1);
-      });
-    },
-    [](const Tensor& g, const Saved& s) {
+      }); },
+    .grad_b = [](const Tensor& g, const Saved& s) {
       return ternary("pow_backward_exponent", g, s.a, s.b, [](auto gy, auto x, auto y) {
         using T = decltype(gy);
         return x == 0 && y >= 0 ? T(0) : gy * std::pow(x, y) * std::log(x);
-      });
-    }};
+      }); }};
 constexpr ElementwiseOp kMaximum{
-    "maximum",
-    false,
-    true,
-    true,
-    false,
-    GradDomain::Any,
-    [](const Tensor& a, const Tensor& b, double) { return extremum("maximum", a, b, true); },
-    [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.a, s.b, true)); },
-    [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.b, s.a, true)); }};
+    .name = "maximum", .saves_a = true, .saves_b = true,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return extremum("maximum", a, b, true); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.a, s.b, true)); },
+    .grad_b = [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.b, s.a, true)); }};
 constexpr ElementwiseOp kMinimum{
-    "minimum",
-    false,
-    true,
-    true,
-    false,
-    GradDomain::Any,
-    [](const Tensor& a, const Tensor& b, double) { return extremum("minimum", a, b, false); },
-    [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.a, s.b, false)); },
-    [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.b, s.a, false)); }};
+    .name = "minimum", .saves_a = true, .saves_b = true,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return extremum("minimum", a, b, false); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return mul(g, select_share(s.a, s.b, false)); },
+    .grad_b = [](const Tensor& g, const Saved& s) {
+      return mul(g, select_share(s.b, s.a, false)); }};
 
 // With a scalar: one kernel each, so no scalar tensor is broadcast.
-constexpr ElementwiseOp kAddScalar{"add",
-                                   true,
-                                   false,
-                                   false,
-                                   false,
-                                   GradDomain::Any,
-                                   [](const Tensor& a, const Tensor&, double s) {
-                                     return unary(a,
-                                                  [s](auto x) { return x + cast<decltype(x)>(s); });
-                                   },
-                                   [](const Tensor& g, const Saved&) { return g; },
-                                   nullptr};
-constexpr ElementwiseOp kRsub{"rsub",
-                              true,
-                              false,
-                              false,
-                              false,
-                              GradDomain::Any,
-                              [](const Tensor& a, const Tensor&, double s) {
-                                return unary(a, [s](auto x) { return cast<decltype(x)>(s) - x; });
-                              },
-                              [](const Tensor& g, const Saved&) { return neg(g); },
-                              nullptr};
-constexpr ElementwiseOp kMulScalar{"mul",
-                                   true,
-                                   false,
-                                   false,
-                                   false,
-                                   GradDomain::Any,
-                                   [](const Tensor& a, const Tensor&, double s) {
-                                     return unary(a,
-                                                  [s](auto x) { return x * cast<decltype(x)>(s); });
-                                   },
-                                   [](const Tensor& g, const Saved& s) { return mul(g, s.s); },
-                                   nullptr};
+constexpr ElementwiseOp kAddScalar{
+    .name = "add", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return x + cast<decltype(x)>(s); }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return g; }};
+constexpr ElementwiseOp kRsub{
+    .name = "rsub", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return cast<decltype(x)>(s) - x; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return neg(g); }};
+constexpr ElementwiseOp kMulScalar{
+    .name = "mul", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return x * cast<decltype(x)>(s); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, s.s); }};
 // A true division (not a * (1/s), which rounds differently from x / s).
-constexpr ElementwiseOp kDivScalar{"div",
-                                   true,
-                                   false,
-                                   false,
-                                   false,
-                                   GradDomain::Any,
-                                   [](const Tensor& a, const Tensor&, double s) {
-                                     return unary(a,
-                                                  [s](auto x) { return x / cast<decltype(x)>(s); });
-                                   },
-                                   [](const Tensor& g, const Saved& s) { return div(g, s.s); },
-                                   nullptr};
+constexpr ElementwiseOp kDivScalar{
+    .name = "div", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return x / cast<decltype(x)>(s); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return div(g, s.s); }};
 constexpr ElementwiseOp kRdiv{
-    "rdiv",
-    true,
-    true,
-    false,
-    true,
-    GradDomain::AwayFromZero,
-    [](const Tensor& a, const Tensor&, double s) {
-      return unary(a, [s](auto x) { return cast<decltype(x)>(s) / x; });
-    },
-    [](const Tensor& g, const Saved& s) { return neg(div(mul(g, s.out), s.a)); },  // -(s/a)/a
-    nullptr};
+    .name = "rdiv", .scalar = true, .saves_a = true, .saves_out = true,
+    .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return cast<decltype(x)>(s) / x; }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return neg(div(mul(g, s.out), s.a)); }};  // -(s/a)/a
 // p a^(p-1); exactly 0 for p == 0 (else 0 * inf at a == 0).
 constexpr ElementwiseOp kPowScalar{
-    "pow",
-    true,
-    true,
-    false,
-    false,
-    GradDomain::Positive,
-    [](const Tensor& a, const Tensor&, double p) {
-      return unary(a, [p](auto x) { return std::pow(x, cast<decltype(x)>(p)); });
-    },
-    [](const Tensor& g, const Saved& s) {
+    .name = "pow", .scalar = true, .saves_a = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double p) {
+      return unary(a, [p](auto x) { return std::pow(x, cast<decltype(x)>(p)); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
       if (s.s == 0.0) return zeros(g.shape(), g.dtype());
       return binary("pow_backward", g, s.a, [p = s.s](auto gy, auto x) {
         using T = decltype(gy);
         return gy * cast<T>(p) * std::pow(x, cast<T>(p - 1.0));
-      });
-    },
-    nullptr};
+      }); }};
 
 // Unary.
 constexpr ElementwiseOp kNeg{
-    "neg",
-    false,
-    false,
-    false,
-    false,
-    GradDomain::Any,
-    [](const Tensor& a, const Tensor&, double) { return unary(a, [](auto x) { return -x; }); },
-    [](const Tensor& g, const Saved&) { return neg(g); },
-    nullptr};
+    .name = "neg",
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return -x; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return neg(g); }};
 constexpr ElementwiseOp kAbs{
-    "abs",
-    false,
-    true,
-    false,
-    false,
-    GradDomain::AwayFromZero,
-    [](const Tensor& a, const Tensor&, double) {
-      return unary(a, [](auto x) { return std::abs(x); });
-    },
-    [](const Tensor& g, const Saved& s) {
-      return mul(g, unary(s.a, [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); }));
-    },
-    nullptr};
-constexpr ElementwiseOp kExp{"exp",
-                             false,
-                             false,
-                             false,
-                             true,
-                             GradDomain::Any,
-                             [](const Tensor& a, const Tensor&, double) {
-                               return unary(a, [](auto x) { return std::exp(x); });
-                             },
-                             [](const Tensor& g, const Saved& s) { return mul(g, s.out); },
-                             nullptr};
-constexpr ElementwiseOp kLog{"log",
-                             false,
-                             true,
-                             false,
-                             false,
-                             GradDomain::Positive,
-                             [](const Tensor& a, const Tensor&, double) {
-                               return unary(a, [](auto x) { return std::log(x); });
-                             },
-                             [](const Tensor& g, const Saved& s) { return div(g, s.a); },
-                             nullptr};
+    .name = "abs", .saves_a = true, .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::abs(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return mul(g, unary(s.a, [](auto x) {
+        return static_cast<decltype(x)>((x > 0) - (x < 0)); })); }};  // sign(a)
+constexpr ElementwiseOp kExp{
+    .name = "exp", .saves_out = true,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::exp(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, s.out); }};
+constexpr ElementwiseOp kLog{
+    .name = "log", .saves_a = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::log(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return div(g, s.a); }};
 constexpr ElementwiseOp kSqrt{
-    "sqrt",
-    false,
-    false,
-    false,
-    true,
-    GradDomain::Positive,
-    [](const Tensor& a, const Tensor&, double) {
-      return unary(a, [](auto x) { return std::sqrt(x); });
-    },
-    [](const Tensor& g, const Saved& s) { return div(mul(g, 0.5), s.out); },  // 1 / (2 sqrt a)
-    nullptr};
+    .name = "sqrt", .saves_out = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::sqrt(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return div(mul(g, 0.5), s.out); }};  // 1 / (2 sqrt a)
 constexpr ElementwiseOp kRsqrt{
-    "rsqrt", false, false, false, true, GradDomain::Positive,
-    [](const Tensor& a, const Tensor&, double) {
-      return unary(a, [](auto x) { return decltype(x)(1) / std::sqrt(x); });
-    },
-    // -1/2 a^(-3/2) = -1/2 out^3
-    [](const Tensor& g, const Saved& s) { return mul(g, mul(pow(s.out, 3.0), -0.5)); }, nullptr};
-constexpr ElementwiseOp kTanh{"tanh",
-                              false,
-                              false,
-                              false,
-                              true,
-                              GradDomain::Any,
-                              [](const Tensor& a, const Tensor&, double) {
-                                return unary(a, [](auto x) { return std::tanh(x); });
-                              },
-                              [](const Tensor& g, const Saved& s) {
-                                return binary("tanh_backward", g, s.out,
-                                              [](auto gy, auto y) { return gy * (1 - y * y); });
-                              },
-                              nullptr};
+    .name = "rsqrt", .saves_out = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return decltype(x)(1) / std::sqrt(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return mul(g, mul(pow(s.out, 3.0), -0.5)); }};  // -1/2 a^(-3/2) = -1/2 out^3
+constexpr ElementwiseOp kTanh{
+    .name = "tanh", .saves_out = true,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::tanh(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return binary("tanh_backward", g, s.out,
+                    [](auto gy, auto y) { return gy * (1 - y * y); }); }};
 constexpr ElementwiseOp kSigmoid{
-    "sigmoid",
-    false,
-    false,
-    false,
-    true,
-    GradDomain::Any,
-    [](const Tensor& a, const Tensor&, double) {
-      return unary(a, [](auto x) { return decltype(x)(1) / (1 + std::exp(-x)); });
-    },
-    [](const Tensor& g, const Saved& s) {
-      return binary("sigmoid_backward", g, s.out, [](auto gy, auto y) { return gy * y * (1 - y); });
-    },
-    nullptr};
-constexpr ElementwiseOp kRelu{"relu",
-                              false,
-                              false,
-                              false,
-                              true,
-                              GradDomain::AwayFromZero,
-                              [](const Tensor& a, const Tensor&, double) {
-                                return unary(a, [](auto x) { return x > 0 ? x : decltype(x)(0); });
-                              },
-                              [](const Tensor& g, const Saved& s) {
-                                return binary("relu_backward", g, s.out, [](auto gy, auto y) {
-                                  return y > 0 ? gy : decltype(gy)(0);
-                                });
-                              },
-                              nullptr};
+    .name = "sigmoid", .saves_out = true,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return decltype(x)(1) / (1 + std::exp(-x)); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return binary("sigmoid_backward", g, s.out,
+                    [](auto gy, auto y) { return gy * y * (1 - y); }); }};
+constexpr ElementwiseOp kRelu{
+    .name = "relu", .saves_out = true, .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return x > 0 ? x : decltype(x)(0); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return binary("relu_backward", g, s.out,
+                    [](auto gy, auto y) { return y > 0 ? gy : decltype(gy)(0); }); }};
+// clang-format on
 
 constexpr const ElementwiseOp* kTable[] = {
     &kAdd,  &kSub,       &kMul,       &kDiv,  &kPow,       &kMaximum, &kMinimum, &kAddScalar,
@@ -419,27 +295,33 @@ Tensor apply(const ElementwiseOp& op, const Tensor& a, const Tensor& b, double s
 
 // ---- the public functions: one entry each ----
 
-Tensor add(const Tensor& a, const Tensor& b) {
-  return apply(kAdd, a, b);
-}
-Tensor sub(const Tensor& a, const Tensor& b) {
-  return apply(kSub, a, b);
-}
-Tensor mul(const Tensor& a, const Tensor& b) {
-  return apply(kMul, a, b);
-}
-Tensor div(const Tensor& a, const Tensor& b) {
-  return apply(kDiv, a, b);
-}
-Tensor pow(const Tensor& a, const Tensor& b) {
-  return apply(kPow, a, b);
-}
-Tensor maximum(const Tensor& a, const Tensor& b) {
-  return apply(kMaximum, a, b);
-}
-Tensor minimum(const Tensor& a, const Tensor& b) {
-  return apply(kMinimum, a, b);
-}
+#define PW_BINARY(fn, entry)                    \
+  Tensor fn(const Tensor& a, const Tensor& b) { \
+    return apply(entry, a, b);                  \
+  }
+#define PW_UNARY(fn, entry)    \
+  Tensor fn(const Tensor& a) { \
+    return apply(entry, a);    \
+  }
+PW_BINARY(add, kAdd)
+PW_BINARY(sub, kSub)
+PW_BINARY(mul, kMul)
+PW_BINARY(div, kDiv)
+PW_BINARY(pow, kPow)
+PW_BINARY(maximum, kMaximum)
+PW_BINARY(minimum, kMinimum)
+PW_UNARY(neg, kNeg)
+PW_UNARY(abs, kAbs)
+PW_UNARY(exp, kExp)
+PW_UNARY(log, kLog)
+PW_UNARY(sqrt, kSqrt)
+PW_UNARY(rsqrt, kRsqrt)
+PW_UNARY(tanh, kTanh)
+PW_UNARY(sigmoid, kSigmoid)
+PW_UNARY(relu, kRelu)
+#undef PW_BINARY
+#undef PW_UNARY
+
 Tensor add(const Tensor& a, double s) {
   return apply(kAddScalar, a, Tensor(), s);
 }
@@ -460,33 +342,6 @@ Tensor rdiv(double s, const Tensor& a) {
 }
 Tensor pow(const Tensor& a, double p) {
   return apply(kPowScalar, a, Tensor(), p);
-}
-Tensor neg(const Tensor& a) {
-  return apply(kNeg, a);
-}
-Tensor abs(const Tensor& a) {
-  return apply(kAbs, a);
-}
-Tensor exp(const Tensor& a) {
-  return apply(kExp, a);
-}
-Tensor log(const Tensor& a) {
-  return apply(kLog, a);
-}
-Tensor sqrt(const Tensor& a) {
-  return apply(kSqrt, a);
-}
-Tensor rsqrt(const Tensor& a) {
-  return apply(kRsqrt, a);
-}
-Tensor tanh(const Tensor& a) {
-  return apply(kTanh, a);
-}
-Tensor sigmoid(const Tensor& a) {
-  return apply(kSigmoid, a);
-}
-Tensor relu(const Tensor& a) {
-  return apply(kRelu, a);
 }
 
 // ---- comparisons and where ----

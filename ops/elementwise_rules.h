@@ -20,16 +20,18 @@ struct ElementwiseSaved {
 enum class GradDomain { Any, Positive, AwayFromZero };
 
 struct ElementwiseOp {
-  const char* name;  // the node's name, as PyTorch's (pow for both pow forms)
-  bool scalar;       // one tensor and a double s: add(a, s), rsub(s, a), pow(a, p), ...
-  bool saves_a, saves_b, saves_out;
-  GradDomain domain;
+  const char* name;      // the node's name, as PyTorch's (pow for both pow forms)
+  bool scalar = false;   // one tensor and a double s: add(a, s), rsub(s, a), pow(a, p), ...
+  bool saves_a = false;  // what the gradient formulas read
+  bool saves_b = false;
+  bool saves_out = false;
+  GradDomain domain = GradDomain::Any;
   // The value, without a graph; b is undefined and s unused where the op does not take them.
   Tensor (*forward)(const Tensor& a, const Tensor& b, double s);
   // d(out)/d(a) and d(out)/d(b) applied to the output's gradient g, at the output's shape (the
   // driver sums each to its operand's shape); grad_b is null for one tensor operand.
   Tensor (*grad_a)(const Tensor& g, const ElementwiseSaved& saved);
-  Tensor (*grad_b)(const Tensor& g, const ElementwiseSaved& saved);
+  Tensor (*grad_b)(const Tensor& g, const ElementwiseSaved& saved) = nullptr;
 };
 
 // Runs `op` on its operands and records its node when one of them requires grad.
