@@ -11,6 +11,7 @@
 #include "apps/commands/commands.h"
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "data/locate.h"
 #include "dist/communicator.h"
 
 int main(int argc, char** argv) {
@@ -23,6 +24,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   }
+  // Where make train finds CIFAR-10 and its download script: the checkout vit was built from.
+  pw::data::set_repository_dir(PATCHWORK_SOURCE_DIR);
   CLI::App app{
       "vit: Vision Transformers on CIFAR-10, CIFAR-100 and image folders, trained on the CPU "
       "with patchwork"};

@@ -1,5 +1,6 @@
 # Issue 13, "hostile files": builds that look for memory errors and undefined behaviour, and the
-# libFuzzer targets of fuzz/. Included at the end of CMakeLists.txt, after the targets it adds to.
+# libFuzzer targets of fuzz/ (cmake/fuzz.cmake). Included before any target is made: the flags
+# are directory-wide, for every library, program and test alike.
 #
 #   PATCHWORK_SANITIZE=ON  the library, `vit` and the tests with AddressSanitizer and
 #                          UndefinedBehaviorSanitizer at -O1 (`make sanitize`, build dir
@@ -28,28 +29,8 @@ if(PATCHWORK_SANITIZE OR PATCHWORK_FUZZ)
     endif()
     set(PATCHWORK_COVERAGE_FLAGS -fsanitize=fuzzer-no-link)
   endif()
-  target_compile_options(patchwork PUBLIC ${PATCHWORK_SANITIZER_FLAGS} ${PATCHWORK_COVERAGE_FLAGS})
-  target_link_options(patchwork PUBLIC -fsanitize=address,undefined)
+  add_compile_options(${PATCHWORK_SANITIZER_FLAGS} ${PATCHWORK_COVERAGE_FLAGS})
+  add_link_options(-fsanitize=address,undefined)
   # Tells the tests (and the allocator's poisoning) that they run under the sanitizers.
-  target_compile_definitions(patchwork PUBLIC PATCHWORK_SANITIZED=1)
-endif()
-
-if(PATCHWORK_FUZZ)
-  # One libFuzzer program per fuzz/fuzz_*.cpp, and fuzz_seeds, which writes their seed corpora
-  # with patchwork's own writers; `make fuzz` (fuzz/run.sh) builds and runs them all.
-  file(GLOB PATCHWORK_FUZZ_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.cpp)
-  add_custom_target(fuzz_targets)
-  foreach(src ${PATCHWORK_FUZZ_SOURCES})
-    get_filename_component(name ${src} NAME_WE)
-    add_executable(${name} ${src})
-    set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
-    target_link_libraries(${name} PRIVATE patchwork)
-    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
-    add_dependencies(fuzz_targets ${name})
-  endforeach()
-  add_executable(fuzz_seeds ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds.cpp)
-  set_target_properties(fuzz_seeds PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
-  target_include_directories(fuzz_seeds PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/tests)
-  target_link_libraries(fuzz_seeds PRIVATE patchwork)
-  add_dependencies(fuzz_targets fuzz_seeds)
+  add_compile_definitions(PATCHWORK_SANITIZED=1)
 endif()

@@ -11,6 +11,17 @@ namespace pw::data {
 
 namespace fs = std::filesystem;
 
+namespace {
+fs::path& repository_dir() {
+  static fs::path dir;
+  return dir;
+}
+}  // namespace
+
+void set_repository_dir(fs::path dir) {
+  repository_dir() = std::move(dir);
+}
+
 LocateOptions default_locate_options(const std::optional<fs::path>& data_arg,
                                      const CifarLayout& layout) {
   LocateOptions o;
@@ -18,9 +29,7 @@ LocateOptions default_locate_options(const std::optional<fs::path>& data_arg,
   if (const char* env = std::getenv(layout.env_var.c_str()); env != nullptr && env[0] != '\0') {
     o.env_dir = fs::path(env);
   }
-#ifdef PATCHWORK_SOURCE_DIR
-  o.source_dir = PATCHWORK_SOURCE_DIR;
-#endif
+  o.source_dir = repository_dir();
   std::error_code ec;
   o.cwd = fs::current_path(ec);
   return o;

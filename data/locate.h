@@ -22,14 +22,18 @@ struct DataLocation {
 struct LocateOptions {
   std::optional<std::filesystem::path> explicit_path;  // --data: must hold the data if given
   std::optional<std::filesystem::path> env_dir;        // $CIFAR10_DIR: must hold it if set
-  std::filesystem::path source_dir;                    // the repository (PATCHWORK_SOURCE_DIR)
+  std::filesystem::path source_dir;                    // the repository (set_repository_dir)
   std::filesystem::path cwd;                           // the working directory
   bool allow_download = true;
   std::filesystem::path download_script;  // run as `script <dest>`; default source_dir/scripts/
 };
 
+// The repository whose data/ folder, shared archive and download script default_locate_options
+// names: none until the program sets one (`vit` sets the checkout it was built from).
+void set_repository_dir(std::filesystem::path dir);
+
 // Options from the environment: the layout's variable ($CIFAR10_DIR or $CIFAR100_DIR), the
-// repository this was built from, the cwd.
+// repository set by set_repository_dir, the cwd.
 LocateOptions default_locate_options(const std::optional<std::filesystem::path>& data_arg,
                                      const CifarLayout& layout = cifar10_layout());
 

@@ -6,6 +6,7 @@
 
 #include "core/autograd.h"
 #include "ops/broadcast.h"
+#include "ops/elementwise_rules.h"
 #include "ops/kernels.h"
 
 namespace pw {
@@ -75,80 +76,12 @@ Tensor grad_if(const Node& node, std::size_t i, const std::function<Tensor()>& c
 
 }  // namespace
 
-// ---- binary ----
-
-Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = binary("add", a, b, [](auto x, auto y) { return x + y; });
-  if (needs_grad({a, b}))
-    record("add", out, {a, b}, [](const Tensor& g, const Node& n) -> std::vector<Tensor> {
-      return {grad_if(n, 0, [&] { return g; }), grad_if(n, 1, [&] { return g; })};
-    });
-  return out;
-}
-
-Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = binary("sub", a, b, [](auto x, auto y) { return x - y; });
-  if (needs_grad({a, b}))
-    record("sub", out, {a, b}, [](const Tensor& g, const Node& n) -> std::vector<Tensor> {
-      return {grad_if(n, 0, [&] { return g; }), grad_if(n, 1, [&] { return neg(g); })};
-    });
-  return out;
-}
-
-Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = binary("mul", a, b, [](auto x, auto y) { return x * y; });
-  if (needs_grad({a, b}))
-    record("mul", out, {a, b},
-           [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& g,
-                                                      const Node& n) -> std::vector<Tensor> {
-             return {grad_if(n, 0, [&] { return mul(g, sb.get()); }),
-                     grad_if(n, 1, [&] { return mul(g, sa.get()); })};
-           });
-  return out;
-}
-
-Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = binary("div", a, b, [](auto x, auto y) { return x / y; });
-  if (needs_grad({a, b}))
-    record("div", out, {a, b},
-           [sb = SavedTensor(b), so = SavedTensor(out)](const Tensor& g,
-                                                        const Node& n) -> std::vector<Tensor> {
-             // d(a/b)/da = 1/b, d(a/b)/db = -(a/b)/b
-             return {grad_if(n, 0, [&] { return div(g, sb.get()); }),
-                     grad_if(n, 1, [&] { return neg(div(mul(g, so.get()), sb.get())); })};
-           });
-  return out;
-}
-
-Tensor pow(const Tensor& a, const Tensor& b) {
-  Tensor out = binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); });
-  if (needs_grad({a, b}))
-    record("pow", out, {a, b},
-           [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& g,
-                                                      const Node& n) -> std::vector<Tensor> {
-             // d(a^b)/da = b a^(b-1), taken as 0 where b == 0 (so 0^0 gives 0, not 0 * inf);
-             // d(a^b)/db = a^b log a, taken as 0 where a == 0 and b >= 0 (a^b is 0 or 1 there
-             // and PyTorch defines it so). Both as in PyTorch's pow_backward.
-             const Tensor av = sa.get(), bv = sb.get();
-             return {
-                 grad_if(n, 0,
-                         [&] {
-                           return ternary("pow_backward", g, av, bv, [](auto gy, auto x, auto y) {
-                             using T = decltype(gy);
-                             return y == 0 ? T(0) : gy * y * std::pow(x, y - 1);
-                           });
-                         }),
-                 grad_if(n, 1, [&] {
-                   return ternary("pow_backward_exponent", g, av, bv, [](auto gy, auto x, auto y) {
-                     using T = decltype(gy);
-                     return x == 0 && y >= 0 ? T(0) : gy * std::pow(x, y) * std::log(x);
-                   });
-                 })};
-           });
-  return out;
-}
+// ---- the table of differentiable ops (ops/elementwise_rules.h) ----
 
 namespace {
+
+using Saved = ElementwiseSaved;
+
 // Gradient share of `a` in maximum/minimum: 1 where a wins, 0.5 on ties, 0 where it loses.
 Tensor select_share(const Tensor& a, const Tensor& b, bool is_max) {
   return binary(is_max ? "maximum_backward" : "minimum_backward", a, b, [is_max](auto x, auto y) {
@@ -158,181 +91,257 @@ Tensor select_share(const Tensor& a, const Tensor& b, bool is_max) {
   });
 }
 
+// NaN propagates from either side (torch.maximum); std::max alone would drop a NaN in y.
 Tensor extremum(const char* name, const Tensor& a, const Tensor& b, bool is_max) {
-  // NaN propagates from either side (torch.maximum); std::max alone would drop a NaN in y.
-  Tensor out = binary(name, a, b, [is_max](auto x, auto y) {
+  return binary(name, a, b, [is_max](auto x, auto y) {
     return std::isnan(x) || (is_max ? x > y : x < y) ? x : y;
   });
-  if (needs_grad({a, b}))
-    record(name, out, {a, b},
-           [sa = SavedTensor(a), sb = SavedTensor(b), is_max](
-               const Tensor& g, const Node& n) -> std::vector<Tensor> {
-             return {
-                 grad_if(n, 0, [&] { return mul(g, select_share(sa.get(), sb.get(), is_max)); }),
-                 grad_if(n, 1, [&] { return mul(g, select_share(sb.get(), sa.get(), is_max)); })};
-           });
-  return out;
 }
+
+template <typename T>
+T cast(double s) {
+  return static_cast<T>(s);
+}
+
+// Each entry: its name, what its formulas read (saves_*), the domain its gradient is checked on,
+// its forward, and d/da, d/db applied to the output's gradient. Formulas use the ops themselves,
+// so that they broadcast and run on any dtype.
+// clang-format off
+constexpr ElementwiseOp kAdd{
+    .name = "add",
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("add", a, b, [](auto x, auto y) { return x + y; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return g; },
+    .grad_b = [](const Tensor& g, const Saved&) { return g; }};
+constexpr ElementwiseOp kSub{
+    .name = "sub",
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("sub", a, b, [](auto x, auto y) { return x - y; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return g; },
+    .grad_b = [](const Tensor& g, const Saved&) { return neg(g); }};
+constexpr ElementwiseOp kMul{
+    .name = "mul", .saves_a = true, .saves_b = true,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("mul", a, b, [](auto x, auto y) { return x * y; }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, s.b); },
+    .grad_b = [](const Tensor& g, const Saved& s) { return mul(g, s.a); }};
+constexpr ElementwiseOp kDiv{
+    .name = "div", .saves_b = true, .saves_out = true, .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("div", a, b, [](auto x, auto y) { return x / y; }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return div(g, s.b); },  // 1/b
+    .grad_b = [](const Tensor& g, const Saved& s) {
+      return neg(div(mul(g, s.out), s.b)); }};  // -(a/b)/b
+// d(a^b)/da = b a^(b-1), taken as 0 where b == 0 (so 0^0 gives 0, not 0 * inf); d(a^b)/db =
+// a^b log a, taken as 0 where a == 0 and b >= 0 (a^b is 0 or 1 there and PyTorch defines it
+// so). Both as in PyTorch's pow_backward.
+constexpr ElementwiseOp kPow{
+    .name = "pow", .saves_a = true, .saves_b = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return ternary("pow_backward", g, s.a, s.b, [](auto gy, auto x, auto y) {
+        using T = decltype(gy);
+        return y == 0 ? T(0) : gy * y * std::pow(x, y - 1);
+      }); },
+    .grad_b = [](const Tensor& g, const Saved& s) {
+      return ternary("pow_backward_exponent", g, s.a, s.b, [](auto gy, auto x, auto y) {
+        using T = decltype(gy);
+        return x == 0 && y >= 0 ? T(0) : gy * std::pow(x, y) * std::log(x);
+      }); }};
+constexpr ElementwiseOp kMaximum{
+    .name = "maximum", .saves_a = true, .saves_b = true,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return extremum("maximum", a, b, true); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.a, s.b, true)); },
+    .grad_b = [](const Tensor& g, const Saved& s) { return mul(g, select_share(s.b, s.a, true)); }};
+constexpr ElementwiseOp kMinimum{
+    .name = "minimum", .saves_a = true, .saves_b = true,
+    .forward = [](const Tensor& a, const Tensor& b, double) {
+      return extremum("minimum", a, b, false); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return mul(g, select_share(s.a, s.b, false)); },
+    .grad_b = [](const Tensor& g, const Saved& s) {
+      return mul(g, select_share(s.b, s.a, false)); }};
+
+// With a scalar: one kernel each, so no scalar tensor is broadcast.
+constexpr ElementwiseOp kAddScalar{
+    .name = "add", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return x + cast<decltype(x)>(s); }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return g; }};
+constexpr ElementwiseOp kRsub{
+    .name = "rsub", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return cast<decltype(x)>(s) - x; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return neg(g); }};
+constexpr ElementwiseOp kMulScalar{
+    .name = "mul", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return x * cast<decltype(x)>(s); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, s.s); }};
+// A true division (not a * (1/s), which rounds differently from x / s).
+constexpr ElementwiseOp kDivScalar{
+    .name = "div", .scalar = true,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return x / cast<decltype(x)>(s); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return div(g, s.s); }};
+constexpr ElementwiseOp kRdiv{
+    .name = "rdiv", .scalar = true, .saves_a = true, .saves_out = true,
+    .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor&, double s) {
+      return unary(a, [s](auto x) { return cast<decltype(x)>(s) / x; }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return neg(div(mul(g, s.out), s.a)); }};  // -(s/a)/a
+// p a^(p-1); exactly 0 for p == 0 (else 0 * inf at a == 0).
+constexpr ElementwiseOp kPowScalar{
+    .name = "pow", .scalar = true, .saves_a = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double p) {
+      return unary(a, [p](auto x) { return std::pow(x, cast<decltype(x)>(p)); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      if (s.s == 0.0) return zeros(g.shape(), g.dtype());
+      return binary("pow_backward", g, s.a, [p = s.s](auto gy, auto x) {
+        using T = decltype(gy);
+        return gy * cast<T>(p) * std::pow(x, cast<T>(p - 1.0));
+      }); }};
+
+// Unary.
+constexpr ElementwiseOp kNeg{
+    .name = "neg",
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return -x; }); },
+    .grad_a = [](const Tensor& g, const Saved&) { return neg(g); }};
+constexpr ElementwiseOp kAbs{
+    .name = "abs", .saves_a = true, .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::abs(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return mul(g, unary(s.a, [](auto x) {
+        return static_cast<decltype(x)>((x > 0) - (x < 0)); })); }};  // sign(a)
+constexpr ElementwiseOp kExp{
+    .name = "exp", .saves_out = true,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::exp(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return mul(g, s.out); }};
+constexpr ElementwiseOp kLog{
+    .name = "log", .saves_a = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::log(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) { return div(g, s.a); }};
+constexpr ElementwiseOp kSqrt{
+    .name = "sqrt", .saves_out = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::sqrt(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return div(mul(g, 0.5), s.out); }};  // 1 / (2 sqrt a)
+constexpr ElementwiseOp kRsqrt{
+    .name = "rsqrt", .saves_out = true, .domain = GradDomain::Positive,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return decltype(x)(1) / std::sqrt(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return mul(g, mul(pow(s.out, 3.0), -0.5)); }};  // -1/2 a^(-3/2) = -1/2 out^3
+constexpr ElementwiseOp kTanh{
+    .name = "tanh", .saves_out = true,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return std::tanh(x); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return binary("tanh_backward", g, s.out,
+                    [](auto gy, auto y) { return gy * (1 - y * y); }); }};
+constexpr ElementwiseOp kSigmoid{
+    .name = "sigmoid", .saves_out = true,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return decltype(x)(1) / (1 + std::exp(-x)); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return binary("sigmoid_backward", g, s.out,
+                    [](auto gy, auto y) { return gy * y * (1 - y); }); }};
+constexpr ElementwiseOp kRelu{
+    .name = "relu", .saves_out = true, .domain = GradDomain::AwayFromZero,
+    .forward = [](const Tensor& a, const Tensor&, double) {
+      return unary(a, [](auto x) { return x > 0 ? x : decltype(x)(0); }); },
+    .grad_a = [](const Tensor& g, const Saved& s) {
+      return binary("relu_backward", g, s.out,
+                    [](auto gy, auto y) { return y > 0 ? gy : decltype(gy)(0); }); }};
+// clang-format on
+
+constexpr const ElementwiseOp* kTable[] = {
+    &kAdd,  &kSub,       &kMul,       &kDiv,  &kPow,       &kMaximum, &kMinimum, &kAddScalar,
+    &kRsub, &kMulScalar, &kDivScalar, &kRdiv, &kPowScalar, &kNeg,     &kAbs,     &kExp,
+    &kLog,  &kSqrt,      &kRsqrt,     &kTanh, &kSigmoid,   &kRelu};
+
 }  // namespace
 
-Tensor maximum(const Tensor& a, const Tensor& b) {
-  return extremum("maximum", a, b, true);
-}
-Tensor minimum(const Tensor& a, const Tensor& b) {
-  return extremum("minimum", a, b, false);
+std::span<const ElementwiseOp* const> elementwise_ops() {
+  return kTable;
 }
 
-// ---- with a scalar: one kernel each, so no scalar tensor is broadcast ----
-
-namespace {
-template <typename F>
-Tensor scalar_op(const char* name, const Tensor& a, F f, BackwardFn backward) {
-  Tensor out = unary(a, f);
-  if (needs_grad({a})) record(name, out, {a}, std::move(backward));
+Tensor apply(const ElementwiseOp& op, const Tensor& a, const Tensor& b, double s) {
+  Tensor out = op.forward(a, b, s);
+  const std::vector<Tensor> inputs = op.grad_b ? std::vector{a, b} : std::vector{a};
+  if (!needs_grad(inputs)) return out;
+  const auto save = [](bool saves, const Tensor& t) {
+    return saves ? SavedTensor(t) : SavedTensor();
+  };
+  record(op.name, out, inputs,
+         [&op, s, sa = save(op.saves_a, a), sb = save(op.saves_b, b), so = save(op.saves_out, out)](
+             const Tensor& g, const Node& n) -> std::vector<Tensor> {
+           const auto get = [](const SavedTensor& t) { return t.defined() ? t.get() : Tensor(); };
+           const Saved saved{get(sa), get(sb), get(so), s};
+           std::vector<Tensor> grads{grad_if(n, 0, [&] { return op.grad_a(g, saved); })};
+           if (op.grad_b) grads.push_back(grad_if(n, 1, [&] { return op.grad_b(g, saved); }));
+           return grads;
+         });
   return out;
 }
-}  // namespace
+
+// ---- the public functions: one entry each ----
+
+#define PW_BINARY(fn, entry)                    \
+  Tensor fn(const Tensor& a, const Tensor& b) { \
+    return apply(entry, a, b);                  \
+  }
+#define PW_UNARY(fn, entry)    \
+  Tensor fn(const Tensor& a) { \
+    return apply(entry, a);    \
+  }
+PW_BINARY(add, kAdd)
+PW_BINARY(sub, kSub)
+PW_BINARY(mul, kMul)
+PW_BINARY(div, kDiv)
+PW_BINARY(pow, kPow)
+PW_BINARY(maximum, kMaximum)
+PW_BINARY(minimum, kMinimum)
+PW_UNARY(neg, kNeg)
+PW_UNARY(abs, kAbs)
+PW_UNARY(exp, kExp)
+PW_UNARY(log, kLog)
+PW_UNARY(sqrt, kSqrt)
+PW_UNARY(rsqrt, kRsqrt)
+PW_UNARY(tanh, kTanh)
+PW_UNARY(sigmoid, kSigmoid)
+PW_UNARY(relu, kRelu)
+#undef PW_BINARY
+#undef PW_UNARY
 
 Tensor add(const Tensor& a, double s) {
-  return scalar_op(
-      "add", a, [s](auto x) { return x + static_cast<decltype(x)>(s); },
-      [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {g}; });
+  return apply(kAddScalar, a, Tensor(), s);
 }
 Tensor sub(const Tensor& a, double s) {
   return add(a, -s);
 }
 Tensor rsub(double s, const Tensor& a) {
-  return scalar_op(
-      "rsub", a, [s](auto x) { return static_cast<decltype(x)>(s) - x; },
-      [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {neg(g)}; });
+  return apply(kRsub, a, Tensor(), s);
 }
 Tensor mul(const Tensor& a, double s) {
-  return scalar_op(
-      "mul", a, [s](auto x) { return x * static_cast<decltype(x)>(s); },
-      [s](const Tensor& g, const Node&) -> std::vector<Tensor> { return {mul(g, s)}; });
+  return apply(kMulScalar, a, Tensor(), s);
 }
-// A true division (not a * (1/s), which rounds differently from x / s).
 Tensor div(const Tensor& a, double s) {
-  return scalar_op(
-      "div", a, [s](auto x) { return x / static_cast<decltype(x)>(s); },
-      [s](const Tensor& g, const Node&) -> std::vector<Tensor> { return {div(g, s)}; });
+  return apply(kDivScalar, a, Tensor(), s);
 }
 Tensor rdiv(double s, const Tensor& a) {
-  Tensor out = unary(a, [s](auto x) { return static_cast<decltype(x)>(s) / x; });
-  if (needs_grad({a}))
-    record("rdiv", out, {a},
-           [sa = SavedTensor(a), so = SavedTensor(out)](const Tensor& g,
-                                                        const Node&) -> std::vector<Tensor> {
-             return {neg(div(mul(g, so.get()), sa.get()))};  // d(s/a)/da = -(s/a)/a
-           });
-  return out;
+  return apply(kRdiv, a, Tensor(), s);
 }
 Tensor pow(const Tensor& a, double p) {
-  Tensor out = unary(a, [p](auto x) { return std::pow(x, static_cast<decltype(x)>(p)); });
-  if (needs_grad({a}))
-    record("pow", out, {a},
-           [sa = SavedTensor(a), p](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             // p a^(p-1); exactly 0 for p == 0 (else 0 * inf at a == 0).
-             if (p == 0.0) return {zeros(g.shape(), g.dtype())};
-             return {binary("pow_backward", g, sa.get(), [p](auto gy, auto x) {
-               using T = decltype(gy);
-               return gy * static_cast<T>(p) * std::pow(x, static_cast<T>(p - 1.0));
-             })};
-           });
-  return out;
-}
-
-// ---- unary ----
-
-Tensor neg(const Tensor& a) {
-  return scalar_op(
-      "neg", a, [](auto x) { return -x; },
-      [](const Tensor& g, const Node&) -> std::vector<Tensor> { return {neg(g)}; });
-}
-
-Tensor abs(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return std::abs(x); });
-  if (needs_grad({a}))
-    record("abs", out, {a},
-           [sa = SavedTensor(a)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             Tensor sign = unary(
-                 sa.get(), [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); });
-             return {mul(g, sign)};
-           });
-  return out;
-}
-
-Tensor exp(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return std::exp(x); });
-  if (needs_grad({a}))
-    record("exp", out, {a},
-           [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {mul(g, so.get())};
-           });
-  return out;
-}
-
-Tensor log(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return std::log(x); });
-  if (needs_grad({a}))
-    record("log", out, {a},
-           [sa = SavedTensor(a)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {div(g, sa.get())};
-           });
-  return out;
-}
-
-Tensor sqrt(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return std::sqrt(x); });
-  if (needs_grad({a}))
-    record("sqrt", out, {a},
-           [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {div(mul(g, 0.5), so.get())};  // 1 / (2 sqrt a)
-           });
-  return out;
-}
-
-Tensor rsqrt(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return decltype(x)(1) / std::sqrt(x); });
-  if (needs_grad({a}))
-    record("rsqrt", out, {a},
-           [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {mul(g, mul(pow(so.get(), 3.0), -0.5))};  // -1/2 a^(-3/2) = -1/2 out^3
-           });
-  return out;
-}
-
-Tensor tanh(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return std::tanh(x); });
-  if (needs_grad({a}))
-    record("tanh", out, {a},
-           [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {binary("tanh_backward", g, so.get(),
-                            [](auto gy, auto y) { return gy * (1 - y * y); })};
-           });
-  return out;
-}
-
-Tensor sigmoid(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return decltype(x)(1) / (1 + std::exp(-x)); });
-  if (needs_grad({a}))
-    record("sigmoid", out, {a},
-           [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {binary("sigmoid_backward", g, so.get(),
-                            [](auto gy, auto y) { return gy * y * (1 - y); })};
-           });
-  return out;
-}
-
-Tensor relu(const Tensor& a) {
-  Tensor out = unary(a, [](auto x) { return x > 0 ? x : decltype(x)(0); });
-  if (needs_grad({a}))
-    record("relu", out, {a},
-           [so = SavedTensor(out)](const Tensor& g, const Node&) -> std::vector<Tensor> {
-             return {binary("relu_backward", g, so.get(),
-                            [](auto gy, auto y) { return y > 0 ? gy : decltype(gy)(0); })};
-           });
-  return out;
+  return apply(kPowScalar, a, Tensor(), p);
 }
 
 // ---- comparisons and where ----

@@ -1,5 +1,7 @@
-// Elementwise operations with NumPy broadcasting. Backward rules live in elementwise.cpp,
-// one place for the whole family (as PyTorch's derivatives.yaml).
+// Elementwise operations with NumPy broadcasting. The differentiable ones are entries of one
+// table in elementwise.cpp, each with its forward and its gradient formulas (as PyTorch's
+// derivatives.yaml; ops/elementwise_rules.h describes an entry); where() keeps its own rule, as
+// its condition is no operand to differentiate.
 #pragma once
 #include "core/tensor.h"
 

@@ -399,6 +399,18 @@ TEST_CASE("the data is located in the documented order, and all places are repor
   check_split(read_cifar10(found.path, Split::Test), 100, 6);
 }
 
+TEST_CASE("the repository searched by default is the one the program sets", "[data]") {
+  // A program built on the library searches no repository until it names one (vit names the
+  // checkout it was built from); the data arg and the cwd are filled either way.
+  CHECK(default_locate_options(std::nullopt).source_dir.empty());
+  set_repository_dir("/some/checkout");
+  const LocateOptions o = default_locate_options(fs::path("x"));
+  set_repository_dir({});
+  CHECK(o.source_dir == "/some/checkout");
+  CHECK(o.explicit_path == fs::path("x"));
+  CHECK(o.cwd == fs::current_path());
+}
+
 TEST_CASE("the download script is the last resort and its failure is reported", "[data]") {
   TempDir tmp;
   LocateOptions o;

@@ -6,6 +6,7 @@
 
 #include "ops/broadcast.h"
 #include "ops/elementwise.h"
+#include "ops/elementwise_rules.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 #include "scoped_threads.h"
@@ -132,6 +133,38 @@ TEST_CASE("gradcheck: where gives gradients to a and b through a broadcast condi
 
 // ---------------------------------------------------------------------------------------------
 // Layer 2: hand-computed values.
+
+// The table of ops/elementwise_rules.h, walked: every entry's gradient formulas against finite
+// differences, with operands in the entry's domain, a broadcast second operand and a transposed
+// (non-contiguous) first one. A new entry is checked here without a test of its own.
+TEST_CASE("gradcheck: every entry of the elementwise table", "[gradcheck]") {
+  // Spread values (no ties between operands, nothing within 0.03 of 0), moved into the domain.
+  const auto operand = [](const Shape& shape, std::uint64_t seed, GradDomain domain) {
+    std::vector<double> v = spread_leaf(shape, seed).to_vector<double>();
+    for (double& x : v) {
+      if (domain == GradDomain::Positive) x = std::abs(x) + 0.5;
+      if (domain == GradDomain::AwayFromZero) x += x > 0 ? 0.5 : -0.5;
+    }
+    return from_vector(v, shape).requires_grad_();
+  };
+  REQUIRE(elementwise_ops().size() >= 20);
+  std::uint64_t seed = 100;
+  for (const ElementwiseOp* op : elementwise_ops()) {
+    const bool binary = op->grad_b != nullptr;
+    INFO(op->name << (op->scalar ? "(a, s)" : binary ? "(a, b)" : "(a)"));
+    const double s = op->scalar ? 1.7 : 0.0;
+    // (3, 2) transposed to (2, 3), then against (3): a broadcast and a strided operand.
+    const Tensor a = operand({3, 2}, ++seed, op->domain);
+    const Tensor b = operand({3}, ++seed, op->domain);
+    std::vector<Tensor> inputs{a};
+    if (binary) inputs.push_back(b);
+    CHECK_GRADCHECK(
+        [&](const auto& in) {
+          return apply(*op, transpose(in[0], 0, 1), binary ? in[1] : Tensor(), s);
+        },
+        inputs);
+  }
+}
 
 TEST_CASE("binary ops broadcast (2,3) against (3) and (2,1)", "[elementwise]") {
   const Tensor a = tensor({1, 2, 3, 4, 5, 6}, {2, 3});

@@ -281,7 +281,39 @@ models::ViTConfig Trainer::model_config(const LoadedModel* init) const {
 void Trainer::build_model() {
   const std::optional<LoadedModel> init =
       o_.init.empty() ? std::nullopt : std::optional<LoadedModel>(load_model_file(o_.init));
-  info_.config = model_config(init ? &*init : nullptr);
+  describe_model(init ? &*init : nullptr);
+  // The files' tensors must back their configs before a model takes memory for them.
+  if (init) check_weights_fit(init->info.config, init->weights, o_.init);
+  if (resumed_) check_weights_fit(info_.config, resumed_->weights, resumed_from_.string());
+  Generator init_gen(o_.seed);
+  model_ = std::make_unique<models::VisionTransformer>(info_.config, init_gen);
+  if (init) load_init(*init);
+  optimizer_ = make_optimizer(o_, *model_);
+  buckets_ = std::make_unique<dist::GradientBuckets>(model_->parameters());
+  schedule_ = make_schedule(o_, *optimizer_, steps_per_epoch_, total_steps_);
+  // Dropout and drop path draw per sample in training (train_step); the default generator
+  // serves any other draw, and its state is saved with the checkpoints.
+  manual_seed(o_.seed ^ 0x5eed);
+  if (resumed_) restore_resumed();
+  if (o_.model_ema) make_ema();
+  if (comm_.is_root()) {
+    write_file_atomic((run_dir_ / "args.json").string(), nlohmann::json(o_).dump(2) + "\n");
+    metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
+    if (resumed_) metrics_->load_until(state_.global_step);
+  }
+  resumed_.reset();  // the weights are in the model now
+  progress_.message(fmt::format("model: ViT {} at {}x{}, {} classes ({} parameters), run folder {}",
+                                o_.init.empty() ? o_.preset : "from " + o_.init,
+                                info_.config.image_size, info_.config.image_size,
+                                info_.config.num_classes, model_->num_parameters(),
+                                run_dir_.string()));
+  progress_.message(describe(precision_));
+}
+
+// What the weights file will say of the model and its data (a resumed run keeps its
+// normalization, and must have the checkpoint's classes).
+void Trainer::describe_model(const LoadedModel* init) {
+  info_.config = model_config(init);
   info_.classes = data_.train.class_names;
   info_.normalization = data_.train.normalization;
   info_.dataset = o_.dataset;
@@ -295,69 +327,51 @@ void Trainer::build_model() {
              fmt::join(resumed_->info.classes, ", "), fmt::join(info_.classes, ", "));
     info_.normalization = resumed_->info.normalization;
   }
-  // The files' tensors must back their configs before a model takes memory for them.
-  if (init) check_weights_fit(init->info.config, init->weights, o_.init);
-  if (resumed_) check_weights_fit(info_.config, resumed_->weights, resumed_from_.string());
-  Generator init_gen(o_.seed);
-  model_ = std::make_unique<models::VisionTransformer>(info_.config, init_gen);
-  if (init) {
-    NamedTensors weights = init->weights;
-    const std::string head = prepare_head_for_finetuning(*model_, weights, init->info.classes,
-                                                         info_.classes, o_.reset_head);
-    load_weights_into(*model_, weights);
-    progress_.message(fmt::format(
-        "--init {}: weights of a {}x{} model with {} classes{}", o_.init,
-        init->info.config.image_size, init->info.config.image_size, init->info.config.num_classes,
-        init->info.config.image_size != info_.config.image_size
-            ? fmt::format(", position embedding resized to {}x{}", info_.config.image_size,
-                          info_.config.image_size)
-            : ""));
-    if (!head.empty()) progress_.message(head);
+}
+
+// --init: another run's weights, the head replaced when the classes differ and the position
+// embedding resized to this image size.
+void Trainer::load_init(const LoadedModel& init) {
+  NamedTensors weights = init.weights;
+  const std::string head = prepare_head_for_finetuning(*model_, weights, init.info.classes,
+                                                       info_.classes, o_.reset_head);
+  load_weights_into(*model_, weights);
+  progress_.message(fmt::format("--init {}: weights of a {}x{} model with {} classes{}", o_.init,
+                                init.info.config.image_size, init.info.config.image_size,
+                                init.info.config.num_classes,
+                                init.info.config.image_size != info_.config.image_size
+                                    ? fmt::format(", position embedding resized to {}x{}",
+                                                  info_.config.image_size, info_.config.image_size)
+                                    : ""));
+  if (!head.empty()) progress_.message(head);
+}
+
+// --resume: the weights, optimizer, schedule, RNG and schedule position of the checkpoint.
+void Trainer::restore_resumed() {
+  load_weights_into(*model_, resumed_->weights);
+  optimizer_->load_state_dict(resumed_->optimizer);
+  if (schedule_.per_step) schedule_.per_step->load_state_dict(state_.scheduler);
+  if (schedule_.plateau) schedule_.plateau->load_state_dict(state_.scheduler);
+  default_generator().set_state(state_.rng);
+  position_ = SchedulePosition(state_.schedule_position);
+  progress_.message(fmt::format("resumed {} at epoch {} batch {} (step {}, {} of wall time)",
+                                resumed_from_.string(), state_.epoch + 1, state_.batch,
+                                state_.global_step, format_duration(state_.elapsed_seconds)));
+}
+
+// The average starts from the weights the run starts from (or resumes with its saved state);
+// a second model of the same shape evaluates it.
+void Trainer::make_ema() {
+  ema_ = std::make_unique<optim::ModelEma>(
+      model_->state_dict(), optim::ModelEmaOptions{o_.model_ema_decay, o_.model_ema_warmup});
+  if (resumed_ && !resumed_->ema.empty()) {
+    PW_CHECK(resumed_->ema_state.is_object(), "[--resume] the checkpoint's model EMA has no state");
+    ema_->load_state(resumed_->ema, resumed_->ema_state);
+  } else if (resumed_) {
+    progress_.message("the checkpoint holds no model EMA: the average starts from its weights");
   }
-  optimizer_ = make_optimizer(o_, *model_);
-  buckets_ = std::make_unique<dist::GradientBuckets>(model_->parameters());
-  schedule_ = make_schedule(o_, *optimizer_, steps_per_epoch_, total_steps_);
-  // Dropout and drop path draw per sample in training (train_step); the default generator
-  // serves any other draw, and its state is saved with the checkpoints.
-  manual_seed(o_.seed ^ 0x5eed);
-  if (resumed_) {
-    load_weights_into(*model_, resumed_->weights);
-    optimizer_->load_state_dict(resumed_->optimizer);
-    if (schedule_.per_step) schedule_.per_step->load_state_dict(state_.scheduler);
-    if (schedule_.plateau) schedule_.plateau->load_state_dict(state_.scheduler);
-    default_generator().set_state(state_.rng);
-    position_ = SchedulePosition(state_.schedule_position);
-    progress_.message(fmt::format("resumed {} at epoch {} batch {} (step {}, {} of wall time)",
-                                  resumed_from_.string(), state_.epoch + 1, state_.batch,
-                                  state_.global_step, format_duration(state_.elapsed_seconds)));
-  }
-  // The average starts from the weights the run starts from (or resumes with its saved state);
-  // a second model of the same shape evaluates it.
-  if (o_.model_ema) {
-    ema_ = std::make_unique<optim::ModelEma>(
-        model_->state_dict(), optim::ModelEmaOptions{o_.model_ema_decay, o_.model_ema_warmup});
-    if (resumed_ && !resumed_->ema.empty()) {
-      PW_CHECK(resumed_->ema_state.is_object(),
-               "[--resume] the checkpoint's model EMA has no state");
-      ema_->load_state(resumed_->ema, resumed_->ema_state);
-    } else if (resumed_) {
-      progress_.message("the checkpoint holds no model EMA: the average starts from its weights");
-    }
-    Generator unused(0);  // the weights are overwritten before every use
-    ema_model_ = std::make_unique<models::VisionTransformer>(info_.config, unused);
-  }
-  if (comm_.is_root()) {
-    write_file_atomic((run_dir_ / "args.json").string(), nlohmann::json(o_).dump(2) + "\n");
-    metrics_ = std::make_unique<MetricsLog>(run_dir_ / "metrics.jsonl");
-    if (resumed_) metrics_->load_until(state_.global_step);
-  }
-  resumed_.reset();  // the weights are in the model now
-  progress_.message(fmt::format("model: ViT {} at {}x{}, {} classes ({} parameters), run folder {}",
-                                o_.init.empty() ? o_.preset : "from " + o_.init,
-                                info_.config.image_size, info_.config.image_size,
-                                info_.config.num_classes, model_->num_parameters(),
-                                run_dir_.string()));
-  progress_.message(describe(precision_));
+  Generator unused(0);  // the weights are overwritten before every use
+  ema_model_ = std::make_unique<models::VisionTransformer>(info_.config, unused);
 }
 
 void Trainer::start_loader() {
@@ -435,55 +449,69 @@ bool Trainer::train_epoch(Epoch& e) {
 }
 
 void Trainer::train_step(const data::Batch& batch, Epoch& e) {
-  // n samples here, of the global batch's G; a rank may have none in a short last batch.
-  const auto n = static_cast<std::int64_t>(batch.labels.size());
-  const std::int64_t G = batch.global_size;
   e.wait += batch.wait_seconds;
   const double lr = optimizer_->param_groups()[0].lr;
+  double local[2] = {0, 0};
+  const Tensor loss_sum = forward_loss(batch, local);
+  const StepTotals totals = agree_on_step(local);
+  stop_all_ = totals.stop;
+  update(loss_sum, batch.global_size);
+  log_step(e, totals, batch.global_size, lr);
+}
+
+Tensor Trainer::forward_loss(const data::Batch& batch, double local[2]) {
+  // n samples here, of the global batch's; a rank may have none in a short last batch.
+  const auto n = static_cast<std::int64_t>(batch.labels.size());
   optimizer_->zero_grad();
-  Tensor loss_sum;
-  double local[3] = {0, 0, stop_requested() ? 1.0 : 0.0};  // loss sum, correct, stop
-  if (n > 0) {
-    Tensor logits;
-    {
-      // The forward pass under autocast: each weight is cast to bf16 once per step, and
-      // backward (outside the guard) uses the casts the forward saved. Dropout and drop path
-      // draw each sample's masks from (seed, step, position in the global batch).
-      AutocastGuard autocast(precision_.bf16());
-      SampleStreams streams(
-          hash_seed({o_.seed, kDropoutStream, static_cast<std::uint64_t>(state_.global_step)}),
-          batch.first, n);
-      logits = model_->forward(batch.images);
-      loss_sum =
-          batch.soft_targets.defined()
-              ? cross_entropy_soft(logits, batch.soft_targets, Reduction::Sum)
-              : cross_entropy(logits, labels_tensor(batch.labels), Reduction::Sum, o_.smoothing);
-    }
-    local[0] = loss_sum.item();
-    const auto predicted = argmax_rows(logits);
-    for (std::size_t i = 0; i < predicted.size(); ++i) local[1] += predicted[i] == batch.labels[i];
+  if (n == 0) return Tensor();
+  Tensor logits, loss_sum;
+  {
+    // The forward pass under autocast: each weight is cast to bf16 once per step, and
+    // backward (outside the guard) uses the casts the forward saved. Dropout and drop path
+    // draw each sample's masks from (seed, step, position in the global batch).
+    AutocastGuard autocast(precision_.bf16());
+    SampleStreams streams(
+        hash_seed({o_.seed, kDropoutStream, static_cast<std::uint64_t>(state_.global_step)}),
+        batch.first, n);
+    logits = model_->forward(batch.images);
+    loss_sum =
+        batch.soft_targets.defined()
+            ? cross_entropy_soft(logits, batch.soft_targets, Reduction::Sum)
+            : cross_entropy(logits, labels_tensor(batch.labels), Reduction::Sum, o_.smoothing);
   }
+  local[0] = loss_sum.item();
+  const auto predicted = argmax_rows(logits);
+  for (std::size_t i = 0; i < predicted.size(); ++i) local[1] += predicted[i] == batch.labels[i];
+  return loss_sum;
+}
+
+Trainer::StepTotals Trainer::agree_on_step(const double local[2]) {
   // One exchange per step: every rank's loss sum, correct count and stop request, summed in
   // rank order (so every rank logs the same loss and stops at the same step).
+  const double mine[3] = {local[0], local[1], stop_requested() ? 1.0 : 0.0};
   const std::vector<double> all =
-      comm_.allgather(local, fmt::format("the statistics of step {}", state_.global_step + 1));
-  double sum[3] = {0, 0, 0};
+      comm_.allgather(mine, fmt::format("the statistics of step {}", state_.global_step + 1));
+  StepTotals t;
   std::vector<int> bad;
   for (int r = 0; r < comm_.size(); ++r) {
-    for (int k = 0; k < 3; ++k) sum[k] += all[3 * r + k];
+    t.loss_sum += all[3 * r];
+    t.correct += all[3 * r + 1];
+    t.stop = t.stop || all[3 * r + 2] > 0;
     if (!std::isfinite(all[3 * r])) bad.push_back(r);
   }
-  const double loss_value = sum[0] / static_cast<double>(G);
-  if (!std::isfinite(loss_value))
+  if (!std::isfinite(t.loss_sum))
     throw dist::CollectiveError(fmt::format(
         "[train] the loss is {} at epoch {} step {}{}; stopping. The last good checkpoint is {}",
-        loss_value, state_.epoch + 1, state_.batch + 1,
+        t.loss_sum, state_.epoch + 1, state_.batch + 1,
         comm_.size() > 1 ? fmt::format(" (on rank {})", fmt::join(bad, ", ")) : "",
         fs::exists(last_path_) ? last_path_.string() : "(none yet)"));
-  stop_all_ = sum[2] > 0;
-  // The loss of the global batch is the mean over its G samples: each rank's sum is scaled by
-  // 1/G, so the gradients summed over the ranks are the one-process mean's.
-  if (n > 0) loss_sum.backward(full({}, 1.0 / static_cast<double>(G)));
+  return t;
+}
+
+void Trainer::update(const Tensor& loss_sum, std::int64_t global_batch) {
+  // The loss of the global batch is the mean over its samples: each rank's sum is scaled by
+  // 1/global_batch, so the gradients summed over the ranks are the one-process mean's.
+  if (loss_sum.defined()) loss_sum.backward(full({}, 1.0 / static_cast<double>(global_batch)));
   buckets_->allreduce(comm_,
                       fmt::format("the gradient allreduce of step {}", state_.global_step + 1));
   if (o_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), o_.clip_grad);
@@ -498,11 +526,13 @@ void Trainer::train_step(const data::Batch& batch, Epoch& e) {
   }
   ++state_.batch;
   ++state_.global_step;
+}
 
-  e.loss_sum += sum[0];
-  e.correct += static_cast<std::int64_t>(sum[1]);
-  e.seen += G;
-  e.seen_here += G;
+void Trainer::log_step(Epoch& e, const StepTotals& totals, std::int64_t global_batch, double lr) {
+  e.loss_sum += totals.loss_sum;
+  e.correct += static_cast<std::int64_t>(totals.correct);
+  e.seen += global_batch;
+  e.seen_here += global_batch;
   state_.epoch_loss_sum = e.loss_sum;
   state_.epoch_correct = e.correct;
   state_.epoch_seen = e.seen;
@@ -519,7 +549,7 @@ void Trainer::train_step(const data::Batch& batch, Epoch& e) {
                    {"epoch", state_.epoch + 1},
                    {"step", state_.batch},
                    {"global_step", state_.global_step},
-                   {"loss", loss_value},
+                   {"loss", totals.loss_sum / static_cast<double>(global_batch)},
                    {"lr", lr},
                    {"images_per_sec", st.images_per_sec},
                    {"data_wait", st.data_wait_fraction},
@@ -632,28 +662,8 @@ void Trainer::end_epoch(Epoch& e) {
       fmt::format("epoch {}/{}: train loss {:.4f} acc {:.2f}% ({:.0f} img/s, {})", state_.epoch + 1,
                   planned_epochs(), train_loss, 100 * train_accuracy, images_per_sec,
                   format_duration(epoch_seconds));
-  bool is_best = false;
-  if ((state_.epoch + 1) % o_.eval_every == 0 || last_epoch) {
-    const Evaluation ev = evaluate();
-    if (planner_) planner_->record_eval(ev.seconds);
-    record["test_loss"] = ev.loss;
-    record["test_accuracy"] = ev.accuracy;
-    if (ema_) {
-      record["test_loss_ema"] = ev.loss_ema;
-      record["test_accuracy_ema"] = ev.accuracy_ema;
-    }
-    record["eval_seconds"] = ev.seconds;
-    result_.final_accuracy = ev.accuracy;
-    result_.final_accuracy_ema = ev.accuracy_ema;
-    // The best checkpoint is the best of either weights (it holds both).
-    is_best = ev.best() > state_.best_accuracy;
-    if (is_best) state_.best_accuracy = ev.best(), state_.best_epoch = state_.epoch + 1;
-    line += fmt::format(" | test loss {:.4f} acc {:.2f}%", ev.loss, 100 * ev.accuracy);
-    if (ema_)
-      line += fmt::format(" | EMA loss {:.4f} acc {:.2f}%", ev.loss_ema, 100 * ev.accuracy_ema);
-    line += fmt::format(" (best {:.2f}%)", 100 * state_.best_accuracy);
-    if (schedule_.plateau) schedule_.plateau->step(ev.accuracy);
-  }
+  const bool is_best =
+      ((state_.epoch + 1) % o_.eval_every == 0 || last_epoch) && evaluate_epoch(record, line);
   record["elapsed_seconds"] = elapsed();
   if (budget_)
     line += fmt::format(" [{} of {}]", format_duration(elapsed()), format_duration(*budget_));
@@ -662,7 +672,39 @@ void Trainer::end_epoch(Epoch& e) {
     metrics_->add(record);
     metrics_->flush();
   }
-  // The checkpoint describes the state after this epoch: the next epoch, batch 0.
+  checkpoint_epoch(is_best);
+  if (comm_.is_root()) write_curves_png(run_dir_, run_dir_ / "curves.png");
+  if (planner_) planner_->record_epoch_end(seconds_since(end_start));
+  progress_.finish_epoch(line);
+}
+
+// Evaluates the test set at an epoch end, adds the results to the epoch's record and line, and
+// says whether this is the best evaluation so far.
+bool Trainer::evaluate_epoch(nlohmann::json& record, std::string& line) {
+  const Evaluation ev = evaluate();
+  if (planner_) planner_->record_eval(ev.seconds);
+  record["test_loss"] = ev.loss;
+  record["test_accuracy"] = ev.accuracy;
+  if (ema_) {
+    record["test_loss_ema"] = ev.loss_ema;
+    record["test_accuracy_ema"] = ev.accuracy_ema;
+  }
+  record["eval_seconds"] = ev.seconds;
+  result_.final_accuracy = ev.accuracy;
+  result_.final_accuracy_ema = ev.accuracy_ema;
+  // The best checkpoint is the best of either weights (it holds both).
+  const bool is_best = ev.best() > state_.best_accuracy;
+  if (is_best) state_.best_accuracy = ev.best(), state_.best_epoch = state_.epoch + 1;
+  line += fmt::format(" | test loss {:.4f} acc {:.2f}%", ev.loss, 100 * ev.accuracy);
+  if (ema_)
+    line += fmt::format(" | EMA loss {:.4f} acc {:.2f}%", ev.loss_ema, 100 * ev.accuracy_ema);
+  line += fmt::format(" (best {:.2f}%)", 100 * state_.best_accuracy);
+  if (schedule_.plateau) schedule_.plateau->step(ev.accuracy);
+  return is_best;
+}
+
+// The checkpoint describes the state after this epoch: the next epoch, batch 0.
+void Trainer::checkpoint_epoch(bool is_best) {
   ++state_.epoch;
   state_.batch = 0;
   state_.epoch_loss_sum = 0;
@@ -672,9 +714,6 @@ void Trainer::end_epoch(Epoch& e) {
   if (is_best && comm_.is_root())
     save_checkpoint(best_path_.string(), *model_, info_, *optimizer_, state_, ema_.get());
   --state_.epoch;
-  if (comm_.is_root()) write_curves_png(run_dir_, run_dir_ / "curves.png");
-  if (planner_) planner_->record_epoch_end(seconds_since(end_start));
-  progress_.finish_epoch(line);
 }
 
 // Rank 0 writes; every rank first checks that all hold the same weights (they take the same

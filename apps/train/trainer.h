@@ -83,16 +83,35 @@ class Trainer {
   void check_ranks_agree();
   void open_run();
   void build_model();
+  void describe_model(const LoadedModel* init);
+  void load_init(const LoadedModel& init);
+  void restore_resumed();
+  void make_ema();
   models::ViTConfig model_config(const LoadedModel* init) const;
   void start_loader();
   void plan_budget();
   // Trains until the epoch's last batch or the planned step count; false when a stop was
   // requested (the checkpoint is then saved).
   bool train_epoch(Epoch& e);
+  // One optimizer step: forward_loss on this rank's share, agree_on_step with the other ranks,
+  // update (backward, allreduce, optimizer, EMA, schedule), log_step.
   void train_step(const data::Batch& batch, Epoch& e);
+  // The summed loss of this rank's samples (undefined with none) and its [loss, correct] sums.
+  Tensor forward_loss(const data::Batch& batch, double local[2]);
+  // The global batch's loss and correct count summed over the ranks, and whether any rank was
+  // asked to stop; a non-finite loss on any rank ends the run naming the last checkpoint.
+  struct StepTotals {
+    double loss_sum = 0, correct = 0;
+    bool stop = false;
+  };
+  StepTotals agree_on_step(const double local[2]);
+  void update(const Tensor& loss_sum, std::int64_t global_batch);
+  void log_step(Epoch& e, const StepTotals& totals, std::int64_t global_batch, double lr);
   void follow_budget(Epoch& e);
   Evaluation evaluate();
   void end_epoch(Epoch& e);
+  bool evaluate_epoch(nlohmann::json& record, std::string& line);
+  void checkpoint_epoch(bool is_best);
   void save_last();
   // Rank 0's step count for the schedule (with a budget, the plan is rank 0's to make).
   std::int64_t agree_on(std::int64_t steps);

@@ -1,0 +1,75 @@
+// patchwork: every public header of the library, for a program that links patchwork::patchwork
+// (installed as <patchwork/patchwork.h>). Finer includes ("ops/softmax.h", "nn/layers.h") name
+// what a file uses and compile faster; each header's first lines say what it holds.
+#pragma once
+
+// core: tensors, dtypes, autograd, random numbers, threads, autocast, signals
+#include "core/allocator.h"
+#include "core/autocast.h"
+#include "core/autograd.h"
+#include "core/bfloat16.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/gradcheck.h"
+#include "core/interrupt.h"
+#include "core/json.h"
+#include "core/named_tensors.h"
+#include "core/parallel.h"
+#include "core/random.h"
+#include "core/shape.h"
+#include "core/tensor.h"
+
+// ops: one header per family of differentiable operations
+#include "ops/activation.h"
+#include "ops/attention.h"
+#include "ops/broadcast.h"
+#include "ops/conv.h"
+#include "ops/dropout.h"
+#include "ops/elementwise.h"
+#include "ops/gemm_bf16.h"
+#include "ops/index.h"
+#include "ops/join.h"
+#include "ops/layer_norm.h"
+#include "ops/linear_gelu.h"
+#include "ops/loss.h"
+#include "ops/matmul.h"
+#include "ops/pool.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"
+#include "ops/softmax.h"
+
+// nn, optim, models
+#include "models/vit.h"
+#include "nn/init.h"
+#include "nn/layers.h"
+#include "nn/module.h"
+#include "nn/stem.h"
+#include "nn/transformer.h"
+#include "optim/adam.h"
+#include "optim/clip_grad.h"
+#include "optim/ema.h"
+#include "optim/optimizer.h"
+#include "optim/scheduler.h"
+#include "optim/sgd.h"
+
+// io and data
+#include "data/augment.h"
+#include "data/autoaugment.h"
+#include "data/cifar10.h"
+#include "data/dataset.h"
+#include "data/datasets.h"
+#include "data/decode.h"
+#include "data/image.h"
+#include "data/image_folder.h"
+#include "data/loader.h"
+#include "data/locate.h"
+#include "data/mix.h"
+#include "data/resize.h"
+#include "io/checkpoint.h"
+#include "io/file_io.h"
+#include "io/safetensors.h"
+
+// dist: data parallelism (over MPI when built with it; one process otherwise)
+#include "dist/buckets.h"
+#include "dist/communicator.h"
+#include "dist/mpi_world.h"
